@@ -1,0 +1,25 @@
+//! strikeflow ingest: market feeds into Kafka.
+//!
+//! Sources produce [`strikeflow_schemas::Tick`]s; [`publish`] sends them to `ticks.v1`
+//! keyed by option chain, after the instrument master went to `instruments.v1`.
+
+pub mod calendar;
+pub mod publish;
+pub mod simulator;
+
+pub use publish::{run_simulation, SimulateConfig, SimulationReport};
+pub use simulator::{MarketSimulator, SimulatorConfig};
+
+/// Why an ingest run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Kafka failed.
+    #[error(transparent)]
+    Kafka(#[from] strikeflow_kafka::KafkaError),
+    /// A message could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] strikeflow_schemas::CodecError),
+    /// The simulator settings are invalid.
+    #[error(transparent)]
+    Simulator(#[from] simulator::SimulatorError),
+}

@@ -1,0 +1,135 @@
+//! Producing without waiting on each send, and dead letters.
+
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use rdkafka::message::{Header, OwnedHeaders, ToBytes};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::KafkaError;
+
+/// A producer plus the deliveries it still owes an acknowledgement for.
+///
+/// Records are enqueued at once and their acknowledgements awaited together in
+/// [`Outbox::flush`], so a batch costs one round trip instead of one per record; a caller
+/// stores input offsets only after `flush` succeeded.
+pub struct Outbox {
+    producer: FutureProducer,
+    pending: Vec<DeliveryFuture>,
+}
+
+/// Where a dead-lettered message came from and why it was rejected; travels as headers.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// Why the message was rejected, for a human reading the topic.
+    pub reason: &'a str,
+    /// The stage that rejected it (`ingest`, `processor`, `sink`).
+    pub stage: &'a str,
+    /// Where it was read from, when it was read from Kafka.
+    pub source: Option<(&'a str, i32, i64)>,
+}
+
+impl<'a> DeadLetter<'a> {
+    fn headers(&self) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new()
+            .insert(Header { key: "reason", value: Some(self.reason) })
+            .insert(Header { key: "stage", value: Some(self.stage) });
+        if let Some((topic, partition, offset)) = self.source {
+            headers = headers
+                .insert(Header { key: "source.topic", value: Some(topic) })
+                .insert(Header { key: "source.partition", value: Some(&partition.to_string()) })
+                .insert(Header { key: "source.offset", value: Some(&offset.to_string()) });
+        }
+        headers
+    }
+}
+
+impl Outbox {
+    /// Wraps a producer (see [`crate::producer_config`]).
+    pub fn new(producer: FutureProducer) -> Self {
+        Self { producer, pending: Vec::new() }
+    }
+
+    /// Creates an idempotent producer for `brokers` and wraps it.
+    pub fn connect(brokers: &str) -> Result<Self, KafkaError> {
+        Ok(Self::new(crate::producer_config(brokers).create()?))
+    }
+
+    /// The underlying producer.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Deliveries enqueued and not yet confirmed.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Enqueues a record; waits for room only when librdkafka's local queue is full.
+    pub fn send<K, P>(&mut self, topic: &str, key: &K, payload: &P) -> Result<(), KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        self.enqueue(FutureRecord::to(topic).key(key).payload(payload))
+    }
+
+    /// Enqueues a rejected message on a dead-letter topic with its reason and origin.
+    pub fn dead_letter(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        letter: &DeadLetter<'_>,
+    ) -> Result<(), KafkaError> {
+        tracing::warn!(reason = letter.reason, stage = letter.stage, source = ?letter.source, "dead-lettering message");
+        metrics::counter!("dead_letters_total", "stage" => letter.stage.to_owned()).increment(1);
+        let mut record = FutureRecord::to(topic).payload(payload).headers(letter.headers());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.enqueue(record)
+    }
+
+    /// Waits until every enqueued record is acknowledged; the first failure is returned.
+    pub async fn flush(&mut self) -> Result<(), KafkaError> {
+        let pending = std::mem::take(&mut self.pending);
+        try_join_all(pending.into_iter().map(|delivery| async move {
+            match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(KafkaError::Client(e)),
+                Err(_canceled) => Err(KafkaError::ProducerGone),
+            }
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    fn enqueue<K, P>(&mut self, mut record: FutureRecord<'_, K, P>) -> Result<(), KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.pending.push(delivery);
+                    return Ok(());
+                }
+                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The local queue drains as the broker acknowledges; serving delivery
+                    // reports here is the documented way to make room.
+                    self.producer.poll(Duration::from_millis(5));
+                    record = back;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Flushes librdkafka's own queue (used at shutdown, after [`Outbox::flush`]).
+    pub fn close(&self, timeout: Duration) -> Result<(), KafkaError> {
+        Ok(self.producer.flush(timeout)?)
+    }
+}

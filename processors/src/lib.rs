@@ -1,0 +1,29 @@
+//! strikeflow processors: event-time analytics over the tick stream.
+//!
+//! [`core`] holds the sans-I/O state machines (ticks in, outputs out, no Kafka, no clock),
+//! [`runner`] the thin Kafka shell that drives them.
+
+pub mod bars;
+pub mod core;
+pub mod runner;
+pub mod watermark;
+
+pub use crate::core::{CoreSettings, Output, TickProcessor};
+pub use runner::{run, ProcessorConfig};
+
+/// Why the processor stage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// Kafka refused or failed an operation.
+    #[error(transparent)]
+    Kafka(#[from] strikeflow_kafka::KafkaError),
+    /// An output could not be encoded (a bug in the contract, not bad input).
+    #[error("encoding an output: {0}")]
+    Encode(#[from] strikeflow_schemas::CodecError),
+}
+
+impl From<strikeflow_kafka::rdkafka::error::KafkaError> for ProcessorError {
+    fn from(e: strikeflow_kafka::rdkafka::error::KafkaError) -> Self {
+        Self::Kafka(e.into())
+    }
+}

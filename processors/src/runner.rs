@@ -1,0 +1,178 @@
+//! The Kafka shell around [`TickProcessor`]: consume ticks, publish bars, store offsets.
+//!
+//! Delivery is at-least-once: a batch's input offsets are stored only after every output of
+//! that batch was acknowledged by the broker, and the sink upserts bars on their natural key,
+//! so a replayed batch overwrites rather than duplicates.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Message};
+use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
+use strikeflow_kafka::{consumer_config, DeadLetter, Outbox};
+use strikeflow_schemas::{decode, encode, Tick, Topics};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::core::{CoreSettings, Output, TickProcessor};
+use crate::ProcessorError;
+
+/// Configuration of the processor stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProcessorConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topic names (with the deployment's prefix).
+    pub topics: Topics,
+    /// Consumer group shared by all processor instances; partitions are split among them.
+    pub group_id: String,
+    /// How far behind its partition's newest tick a tick may arrive and still count.
+    pub allowed_lateness_ms: u64,
+    /// Wall-clock quiet time after which a partition no longer holds the watermark back.
+    pub idle_timeout_ms: u64,
+    /// Most ticks handled per batch (one broker round trip for outputs and offsets).
+    pub batch_max: usize,
+    /// Longest wait to fill a batch once its first tick arrived.
+    pub batch_wait_ms: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:19092".into(),
+            topics: Topics::default(),
+            group_id: "strikeflow-processors".into(),
+            allowed_lateness_ms: 2_000,
+            idle_timeout_ms: 3_000,
+            batch_max: 5_000,
+            batch_wait_ms: 50,
+        }
+    }
+}
+
+/// Topic names the runner writes to, resolved once.
+struct Outputs {
+    ticks: String,
+    bars: String,
+    dead_letters: String,
+}
+
+/// Runs the processor stage until `shutdown` is cancelled or a fatal Kafka error occurs.
+pub async fn run(config: ProcessorConfig, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+    let names = Outputs {
+        ticks: config.topics.ticks(),
+        bars: config.topics.bars(),
+        dead_letters: config.topics.dead_letter(&config.topics.ticks()),
+    };
+    let consumer: StreamConsumer = consumer_config(&config.brokers, &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .create()?;
+    consumer.subscribe(&[&names.ticks])?;
+    let mut outbox = Outbox::connect(&config.brokers)?;
+
+    let lateness_micros = i64::try_from(config.allowed_lateness_ms).unwrap_or(i64::MAX).saturating_mul(1_000);
+    let mut core = TickProcessor::new(CoreSettings { allowed_lateness_micros: lateness_micros });
+    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
+    let batch_wait = Duration::from_millis(config.batch_wait_ms);
+    let mut last_seen: HashMap<i32, Instant> = HashMap::new();
+    let mut idle_check = tokio::time::interval(Duration::from_millis(500));
+    let mut outputs = Vec::new();
+    info!(topic = %names.ticks, group = %config.group_id, "processor started");
+
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = idle_check.tick() => {
+                let now = Instant::now();
+                for (&partition, seen) in &last_seen {
+                    if now.duration_since(*seen) >= idle_timeout {
+                        core.on_idle(partition, &mut outputs);
+                    }
+                }
+                publish(&mut outbox, &names, &mut outputs)?;
+                outbox.flush().await?;
+                continue;
+            }
+            msg = consumer.recv() => msg?,
+        };
+        let deadline = tokio::time::Instant::now() + batch_wait;
+        let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+        let mut message = Some(first);
+        let mut count = 0u64;
+        while let Some(msg) = message.take() {
+            next_offsets.insert(msg.partition(), msg.offset() + 1);
+            last_seen.insert(msg.partition(), Instant::now());
+            handle(&msg, &names, &mut core, &mut outbox, &mut outputs)?;
+            count += 1;
+            if count >= config.batch_max as u64 {
+                break;
+            }
+            message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(next) => Some(next?),
+                Err(_elapsed) => None,
+            };
+        }
+        publish(&mut outbox, &names, &mut outputs)?;
+        outbox.flush().await?;
+        metrics::counter!("processor_ticks_total").increment(count);
+
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in next_offsets {
+            offsets.add_partition_offset(&names.ticks, partition, Offset::Offset(offset))?;
+        }
+        consumer.store_offsets(&offsets)?;
+    }
+    outbox.flush().await?;
+    info!(late_ticks = core.late_ticks(), "processor stopped");
+    Ok(())
+}
+
+/// Feeds one consumed message to the core, or dead-letters it when it is not a tick.
+fn handle(
+    msg: &BorrowedMessage<'_>,
+    names: &Outputs,
+    core: &mut TickProcessor,
+    outbox: &mut Outbox,
+    outputs: &mut Vec<Output>,
+) -> Result<(), ProcessorError> {
+    let payload = msg.payload().unwrap_or_default();
+    match decode::<Tick>(payload) {
+        Ok(tick) => core.on_tick(msg.partition(), tick, outputs),
+        Err(e) => {
+            let reason = e.to_string();
+            let letter = DeadLetter {
+                reason: &reason,
+                stage: "processor",
+                source: Some((&names.ticks, msg.partition(), msg.offset())),
+            };
+            outbox.dead_letter(&names.dead_letters, msg.key(), payload, &letter)?;
+        }
+    }
+    Ok(())
+}
+
+/// Enqueues every output without waiting; the caller flushes the outbox once per batch.
+fn publish(outbox: &mut Outbox, names: &Outputs, outputs: &mut Vec<Output>) -> Result<(), ProcessorError> {
+    for output in outputs.drain(..) {
+        match output {
+            Output::Bar(bar) => {
+                outbox.send(&names.bars, &bar.instrument_token.to_string(), &encode(&bar)?)?;
+                metrics::counter!("processor_bars_total").increment(1);
+            }
+            Output::Late(tick) => {
+                let letter = DeadLetter {
+                    reason: "late: its bar had already closed",
+                    stage: "processor",
+                    source: None,
+                };
+                let key = tick.instrument_token.to_string();
+                outbox.dead_letter(&names.dead_letters, Some(key.as_bytes()), &encode(&tick)?, &letter)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! The per-client outbound queue.
+//!
+//! The hub pushes into it without ever waiting (it serves every client from one task), and
+//! the client's session drains it onto the socket. It is bounded so one stuck client cannot
+//! grow the server's memory:
+//!
+//! * Ordered messages (ticks, control replies) count against `capacity`; one that does not
+//!   fit means the client cannot keep up, and the queue closes it as a slow consumer.
+//! * Conflating messages (bars) carry a key (their channel). A newer message replaces a
+//!   still-queued one with the same key in place, so a slow client skips straight to the
+//!   latest bar and the channel's order is kept. They are admitted even when the queue is
+//!   full: there is at most one queued per key, so their number is bounded by the client's
+//!   subscriptions.
+//!
+//! Closing cancels the session's token, so a session blocked writing to a dead socket stops
+//! at once instead of waiting for TCP.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Close code sent to a client that fell behind on an ordered stream.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code sent to a client that sent nothing for two ping intervals.
+pub const CLOSE_PING_TIMEOUT: u16 = 4000;
+/// Close code sent when the client's token expires without an in-band refresh.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code sent when the server shuts down ("going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Why a client's session is ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The server is shutting down.
+    Shutdown,
+    /// The client's queue overflowed on an ordered stream.
+    SlowConsumer,
+    /// The client stopped answering pings.
+    PingTimeout,
+    /// The client's token expired.
+    TokenExpired,
+    /// The client closed the socket or the connection broke: nothing more to send.
+    PeerGone,
+}
+
+impl CloseReason {
+    /// The close frame to send for this reason, if any.
+    pub fn close_frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            CloseReason::Shutdown => Some((CLOSE_GOING_AWAY, "server shutting down")),
+            CloseReason::SlowConsumer => Some((CLOSE_SLOW_CONSUMER, "slow consumer")),
+            CloseReason::PingTimeout => Some((CLOSE_PING_TIMEOUT, "ping timeout")),
+            CloseReason::TokenExpired => Some((CLOSE_TOKEN_EXPIRED, "token expired")),
+            CloseReason::PeerGone => None,
+        }
+    }
+}
+
+/// What happened to a pushed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Appended to the queue.
+    Queued,
+    /// Replaced an older queued message with the same key.
+    Conflated,
+    /// Did not fit: the queue has been closed as a slow consumer.
+    Overflow,
+    /// The queue was already closed; the message was dropped.
+    Closed,
+}
+
+struct Entry {
+    key: Option<Arc<str>>,
+    msg: Utf8Bytes,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Entry>,
+    /// Absolute position (see `head`) of the queued message for each conflation key.
+    keyed: HashMap<Arc<str>, u64>,
+    /// Absolute position of `items[0]`; grows as messages are popped.
+    head: u64,
+    /// Number of queued messages without a key (the ones `capacity` limits).
+    ordered: usize,
+    closed: Option<CloseReason>,
+}
+
+/// A bounded, partly conflating queue of text frames for one client.
+pub struct ClientQueue {
+    state: Mutex<State>,
+    ready: Notify,
+    capacity: usize,
+    stop: CancellationToken,
+}
+
+impl ClientQueue {
+    /// A queue holding at most `capacity` ordered messages. `stop` is cancelled when the
+    /// queue closes (and closing is implied when someone else cancels it).
+    pub fn new(capacity: usize, stop: CancellationToken) -> ClientQueue {
+        ClientQueue {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+            stop,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent in a way that
+        // matters more than losing the client, so recover rather than propagate poison.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `msg`. With a `key`, replace any still-queued message with that key instead.
+    /// Never blocks.
+    pub fn push(&self, msg: Utf8Bytes, key: Option<&Arc<str>>) -> Pushed {
+        let mut state = self.lock();
+        if state.closed.is_some() || self.stop.is_cancelled() {
+            return Pushed::Closed;
+        }
+        if let Some(key) = key {
+            if let Some(&pos) = state.keyed.get(key) {
+                let index = pos
+                    .checked_sub(state.head)
+                    .and_then(|i| usize::try_from(i).ok());
+                if let Some(entry) = index.and_then(|i| state.items.get_mut(i)) {
+                    entry.msg = msg;
+                    return Pushed::Conflated;
+                }
+            }
+            let pos = state.head + state.items.len() as u64;
+            state.keyed.insert(key.clone(), pos);
+            state.items.push_back(Entry {
+                key: Some(key.clone()),
+                msg,
+            });
+        } else {
+            if state.ordered >= self.capacity {
+                state.closed = Some(CloseReason::SlowConsumer);
+                drop(state);
+                self.stop.cancel();
+                self.ready.notify_one();
+                return Pushed::Overflow;
+            }
+            state.ordered += 1;
+            state.items.push_back(Entry { key: None, msg });
+        }
+        drop(state);
+        self.ready.notify_one();
+        Pushed::Queued
+    }
+
+    /// Take up to `max` queued messages, oldest first (possibly none).
+    pub fn pop_batch(&self, max: usize) -> Vec<Utf8Bytes> {
+        let mut state = self.lock();
+        let n = max.min(state.items.len());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let Some(entry) = state.items.pop_front() else {
+                break;
+            };
+            let pos = state.head;
+            state.head += 1;
+            match entry.key {
+                Some(key) => {
+                    if state.keyed.get(&key) == Some(&pos) {
+                        state.keyed.remove(&key);
+                    }
+                }
+                None => state.ordered = state.ordered.saturating_sub(1),
+            }
+            out.push(entry.msg);
+        }
+        out
+    }
+
+    /// Wait until something may have been queued (or the queue closed). Spurious wake-ups are
+    /// possible; callers re-check with [`ClientQueue::pop_batch`].
+    pub async fn wait(&self) {
+        self.ready.notified().await
+    }
+
+    /// Close the queue for `reason` (the first reason wins) and stop the session.
+    pub fn close(&self, reason: CloseReason) {
+        let mut state = self.lock();
+        if state.closed.is_none() {
+            state.closed = Some(reason);
+        }
+        drop(state);
+        self.stop.cancel();
+        self.ready.notify_one();
+    }
+
+    /// Why the queue closed, if it did.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.lock().closed
+    }
+
+    /// Number of queued messages.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The token cancelled when this client must stop.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(v: Vec<Utf8Bytes>) -> Vec<String> {
+        v.into_iter().map(|m| m.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn ordered_messages_keep_order_and_overflow_closes() {
+        let stop = CancellationToken::new();
+        let q = ClientQueue::new(2, stop.clone());
+        assert_eq!(q.push("a".into(), None), Pushed::Queued);
+        assert_eq!(q.push("b".into(), None), Pushed::Queued);
+        assert_eq!(q.push("c".into(), None), Pushed::Overflow);
+        assert!(stop.is_cancelled());
+        assert_eq!(q.close_reason(), Some(CloseReason::SlowConsumer));
+        assert_eq!(q.push("d".into(), None), Pushed::Closed);
+        assert_eq!(texts(q.pop_batch(10)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn popping_frees_room() {
+        let q = ClientQueue::new(2, CancellationToken::new());
+        q.push("a".into(), None);
+        q.push("b".into(), None);
+        assert_eq!(texts(q.pop_batch(1)), vec!["a"]);
+        assert_eq!(q.push("c".into(), None), Pushed::Queued);
+        assert_eq!(texts(q.pop_batch(10)), vec!["b", "c"]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn keyed_messages_conflate_in_place() {
+        let q = ClientQueue::new(10, CancellationToken::new());
+        let x: Arc<str> = Arc::from("bars.X");
+        let y: Arc<str> = Arc::from("bars.Y");
+        q.push("x1".into(), Some(&x));
+        q.push("t1".into(), None);
+        q.push("y1".into(), Some(&y));
+        assert_eq!(q.push("x2".into(), Some(&x)), Pushed::Conflated);
+        assert_eq!(q.push("x3".into(), Some(&x)), Pushed::Conflated);
+        assert_eq!(texts(q.pop_batch(10)), vec!["x3", "t1", "y1"]);
+        // Once sent, the next bar queues afresh.
+        assert_eq!(q.push("x4".into(), Some(&x)), Pushed::Queued);
+        assert_eq!(texts(q.pop_batch(10)), vec!["x4"]);
+    }
+
+    #[test]
+    fn keyed_messages_are_admitted_when_full_but_bounded_per_key() {
+        let stop = CancellationToken::new();
+        let q = ClientQueue::new(1, stop.clone());
+        let x: Arc<str> = Arc::from("bars.X");
+        q.push("t1".into(), None);
+        assert_eq!(q.push("x1".into(), Some(&x)), Pushed::Queued);
+        assert_eq!(q.push("x2".into(), Some(&x)), Pushed::Conflated);
+        assert_eq!(q.len(), 2);
+        assert!(!stop.is_cancelled());
+    }
+
+    #[test]
+    fn conflation_survives_partial_pops() {
+        let q = ClientQueue::new(10, CancellationToken::new());
+        let x: Arc<str> = Arc::from("bars.X");
+        q.push("t1".into(), None);
+        q.push("t2".into(), None);
+        q.push("x1".into(), Some(&x));
+        assert_eq!(texts(q.pop_batch(1)), vec!["t1"]);
+        assert_eq!(q.push("x2".into(), Some(&x)), Pushed::Conflated);
+        assert_eq!(texts(q.pop_batch(10)), vec!["t2", "x2"]);
+    }
+
+    #[test]
+    fn first_close_reason_wins() {
+        let q = ClientQueue::new(1, CancellationToken::new());
+        q.close(CloseReason::PingTimeout);
+        q.close(CloseReason::Shutdown);
+        assert_eq!(q.close_reason(), Some(CloseReason::PingTimeout));
+        assert!(q.stop_token().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn wait_wakes_on_push() {
+        let q = Arc::new(ClientQueue::new(4, CancellationToken::new()));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move {
+            loop {
+                let batch = q2.pop_batch(8);
+                if !batch.is_empty() {
+                    return texts(batch);
+                }
+                q2.wait().await;
+            }
+        });
+        tokio::task::yield_now().await;
+        q.push("hello".into(), None);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woke")
+            .expect("joined");
+        assert_eq!(got, vec!["hello"]);
+    }
+}

@@ -1,0 +1,24 @@
+//! Wire contract of the strikeflow pipeline: the Avro message types, their single-object codec
+//! (with spec-correct schema fingerprints), the topic names and the Kafka key of an option chain.
+//!
+//! Every other crate depends on this one; everything is re-exported at the crate root.
+
+pub mod canonical;
+pub mod codec;
+pub mod model;
+pub mod topics;
+
+pub use canonical::{canonical_form, rabin_fingerprint, RABIN_EMPTY};
+pub use codec::{
+    decode, encode, encode_into, fingerprint, split_header, try_fingerprint, AvroRecord,
+    CodecError, SchemaCodec, HEADER_LEN, SINGLE_OBJECT_MARKER,
+};
+pub use model::{
+    date_from_days, days_from_date, Bar, ChainKey, ChainKeyError, Instrument, InstrumentType,
+    Tick,
+};
+pub use topics::{TopicSpec, Topics};
+
+/// Directory holding the `.avsc` files, for tools and tests that need the schema files
+/// themselves (e.g. the fastavro contract test).
+pub const AVRO_SCHEMA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/avro");

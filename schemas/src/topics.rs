@@ -1,0 +1,135 @@
+//! Topic names and layouts: the contract between producers and consumers.
+
+use serde::{Deserialize, Serialize};
+
+/// The names of every topic, behind an optional prefix so a test run (or a second deployment on
+/// the same cluster) can isolate itself: `Topics::new("t42.")` gives `t42.ticks.v1`, etc. The
+/// prefix is used verbatim, so include the separator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topics {
+    /// Prepended verbatim to every topic name (empty in production).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// One topic to create, with the layout the design depends on (partition count decides the
+/// processing parallelism; the instrument master is compacted to keep the latest row per token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Full topic name, prefix included.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// `cleanup.policy=compact` instead of delete.
+    pub compacted: bool,
+}
+
+impl Topics {
+    /// Partitions of the ticks topic: the unit of parallelism of the processors.
+    pub const TICKS_PARTITIONS: i32 = 6;
+    /// Partitions of the bars topic.
+    pub const BARS_PARTITIONS: i32 = 6;
+
+    /// Topic names under `prefix` (used verbatim, e.g. `"test-1."`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The instrument master (`strikeflow.Instrument`, compacted, keyed by instrument token).
+    pub fn instruments(&self) -> String {
+        format!("{}instruments.v1", self.prefix)
+    }
+
+    /// Normalised ticks (`strikeflow.Tick`, keyed by [`crate::ChainKey`]).
+    pub fn ticks(&self) -> String {
+        format!("{}ticks.v1", self.prefix)
+    }
+
+    /// One-minute bars (`strikeflow.Bar`).
+    pub fn bars(&self) -> String {
+        format!("{}bars.v1", self.prefix)
+    }
+
+    /// Dead-letter topic of `source_topic` (a full name, prefix included): `.dlq` goes before
+    /// the version suffix, `"x.ticks.v1"` -> `"x.ticks.dlq.v1"`; a name without a `.vN` suffix
+    /// just gets `.dlq` appended.
+    pub fn dead_letter(&self, source_topic: &str) -> String {
+        match source_topic.rsplit_once('.') {
+            Some((base, version)) if is_version(version) => format!("{base}.dlq.{version}"),
+            _ => format!("{source_topic}.dlq"),
+        }
+    }
+
+    /// Every topic the pipeline needs, with its layout, for the admin step that creates them:
+    /// instruments (1 partition, compacted), ticks (6), bars (6), then the dead-letter topics of
+    /// ticks, bars and instruments (1 partition each).
+    pub fn all(&self) -> Vec<TopicSpec> {
+        let spec = |name: String, partitions: i32, compacted: bool| TopicSpec {
+            name,
+            partitions,
+            compacted,
+        };
+        vec![
+            spec(self.instruments(), 1, true),
+            spec(self.ticks(), Self::TICKS_PARTITIONS, false),
+            spec(self.bars(), Self::BARS_PARTITIONS, false),
+            spec(self.dead_letter(&self.ticks()), 1, false),
+            spec(self.dead_letter(&self.bars()), 1, false),
+            spec(self.dead_letter(&self.instruments()), 1, false),
+        ]
+    }
+}
+
+/// `v` followed by one or more ASCII digits.
+fn is_version(s: &str) -> bool {
+    s.strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let t = Topics::default();
+        assert_eq!(t.instruments(), "instruments.v1");
+        assert_eq!(t.ticks(), "ticks.v1");
+        assert_eq!(t.bars(), "bars.v1");
+        let p = Topics::new("x.");
+        assert_eq!(p.ticks(), "x.ticks.v1");
+        assert_eq!(p.dead_letter(&p.ticks()), "x.ticks.dlq.v1");
+        assert_eq!(t.dead_letter("ticks.v1"), "ticks.dlq.v1");
+        assert_eq!(t.dead_letter("bars.v12"), "bars.dlq.v12");
+        assert_eq!(t.dead_letter("raw"), "raw.dlq");
+        assert_eq!(t.dead_letter("raw.vx"), "raw.vx.dlq");
+    }
+
+    #[test]
+    fn all_topics() {
+        let specs = Topics::new("p-").all();
+        let got: Vec<(&str, i32, bool)> = specs
+            .iter()
+            .map(|s| (s.name.as_str(), s.partitions, s.compacted))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("p-instruments.v1", 1, true),
+                ("p-ticks.v1", 6, false),
+                ("p-bars.v1", 6, false),
+                ("p-ticks.dlq.v1", 1, false),
+                ("p-bars.dlq.v1", 1, false),
+                ("p-instruments.dlq.v1", 1, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn prefix_defaults_when_missing_in_config() {
+        let t: Topics = serde_json::from_str("{}").expect("deserialize");
+        assert_eq!(t, Topics::default());
+    }
+}

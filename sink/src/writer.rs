@@ -1,0 +1,179 @@
+//! Writing one batch and its offsets in one PostgreSQL transaction.
+
+use std::pin::pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Error};
+
+use crate::Batch;
+
+/// Creates the per-session staging table bars are copied into before their upsert
+/// (binary COPY cannot resolve conflicts itself).
+pub async fn prepare_session(client: &Client) -> Result<(), Error> {
+    client
+        .batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS bars_1m_stage \
+             (LIKE bars_1m INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        )
+        .await
+}
+
+/// Event-time micros since the epoch as a timestamp PostgreSQL can take in binary COPY.
+fn timestamp(micros: i64) -> SystemTime {
+    let magnitude = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+/// Writes every row of `batch` and advances `consumer`'s offsets, atomically.
+pub async fn write_batch(client: &mut Client, consumer: &str, batch: &Batch) -> Result<(), Error> {
+    let tx = client.transaction().await?;
+
+    if !batch.instruments.is_empty() {
+        let upsert = tx
+            .prepare(
+                "INSERT INTO instruments (instrument_token, exchange_token, tradingsymbol, name, last_price, \
+                 expiry, strike, tick_size, lot_size, instrument_type, segment, exchange, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
+                 ON CONFLICT (instrument_token) DO UPDATE SET exchange_token = EXCLUDED.exchange_token, \
+                 tradingsymbol = EXCLUDED.tradingsymbol, name = EXCLUDED.name, last_price = EXCLUDED.last_price, \
+                 expiry = EXCLUDED.expiry, strike = EXCLUDED.strike, tick_size = EXCLUDED.tick_size, \
+                 lot_size = EXCLUDED.lot_size, instrument_type = EXCLUDED.instrument_type, \
+                 segment = EXCLUDED.segment, exchange = EXCLUDED.exchange, updated_at = now()",
+            )
+            .await?;
+        for i in batch.instruments.values() {
+            let expiry = i.expiry.and_then(strikeflow_schemas::date_from_days);
+            let kind = format!("{:?}", i.instrument_type);
+            tx.execute(
+                &upsert,
+                &[
+                    &i.instrument_token,
+                    &i.exchange_token,
+                    &i.tradingsymbol,
+                    &i.name,
+                    &i.last_price,
+                    &expiry,
+                    &i.strike,
+                    &i.tick_size,
+                    &i.lot_size,
+                    &kind,
+                    &i.segment,
+                    &i.exchange,
+                ],
+            )
+            .await?;
+        }
+    }
+
+    if !batch.ticks.is_empty() {
+        let sink = tx
+            .copy_in(
+                "COPY ticks (ts, instrument_token, ltp, last_qty, volume, oi, bid, bid_qty, ask, ask_qty) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [
+            Type::TIMESTAMPTZ,
+            Type::INT8,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::FLOAT8,
+            Type::INT8,
+        ];
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        for t in &batch.ticks {
+            let ts = timestamp(t.exchange_ts);
+            let row: [&(dyn ToSql + Sync); 10] = [
+                &ts,
+                &t.instrument_token,
+                &t.ltp,
+                &t.last_qty,
+                &t.volume,
+                &t.oi,
+                &t.bid,
+                &t.bid_qty,
+                &t.ask,
+                &t.ask_qty,
+            ];
+            writer.as_mut().write(&row).await?;
+        }
+        writer.finish().await?;
+    }
+
+    if !batch.bars.is_empty() {
+        let sink = tx
+            .copy_in(
+                "COPY bars_1m_stage (instrument_token, window_start, window_end, open, high, low, close, \
+                 volume, oi, tick_count) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT4,
+        ];
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        for b in batch.bars.values() {
+            let (start, end) = (timestamp(b.window_start), timestamp(b.window_end));
+            let row: [&(dyn ToSql + Sync); 10] = [
+                &b.instrument_token,
+                &start,
+                &end,
+                &b.open,
+                &b.high,
+                &b.low,
+                &b.close,
+                &b.volume,
+                &b.oi,
+                &b.tick_count,
+            ];
+            writer.as_mut().write(&row).await?;
+        }
+        writer.finish().await?;
+        // A processor that replays after a crash re-emits bars; the upsert makes that
+        // idempotent instead of duplicating them.
+        tx.batch_execute(
+            "INSERT INTO bars_1m (instrument_token, window_start, window_end, open, high, low, close, \
+             volume, oi, tick_count) \
+             SELECT instrument_token, window_start, window_end, open, high, low, close, volume, oi, tick_count \
+             FROM bars_1m_stage \
+             ON CONFLICT (instrument_token, window_start) DO UPDATE SET window_end = EXCLUDED.window_end, \
+             open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, \
+             volume = EXCLUDED.volume, oi = EXCLUDED.oi, tick_count = EXCLUDED.tick_count",
+        )
+        .await?;
+    }
+
+    let (mut topics, mut partitions, mut next) = (Vec::new(), Vec::new(), Vec::new());
+    for ((topic, partition), offset) in &batch.offsets {
+        topics.push(topic.as_str());
+        partitions.push(*partition);
+        next.push(*offset);
+    }
+    tx.execute(
+        "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at) \
+         SELECT $1, t, p, o, now() FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o) \
+         ON CONFLICT (consumer, topic, partition) DO UPDATE \
+         SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        &[&consumer, &topics, &partitions, &next],
+    )
+    .await?;
+    tx.commit().await
+}

@@ -1,0 +1,235 @@
+//! `strikeflow`: one subcommand per pipeline stage, plus `run` (all stages in one process),
+//! `migrate` and `token`. This file only wires configuration, telemetry and stages.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use strikeflow::migrate::migrate_database;
+use strikeflow::Config;
+use strikeflow_kafka::ensure_topics;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Real-time analytics for NSE index derivatives: ticks in, bars and chain analytics out,
+/// stored in PostgreSQL and pushed to dashboards.
+#[derive(Debug, Parser)]
+#[command(name = "strikeflow", version)]
+struct Cli {
+    /// TOML configuration file (default: ./strikeflow.toml when present). Environment
+    /// variables override it: KAFKA_BROKERS, DATABASE_URL, REDIS_URL, STRIKEFLOW_JWT_SECRET,
+    /// and STRIKEFLOW_<SECTION>__<KEY> for any other setting.
+    #[arg(long, global = true, env = "STRIKEFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Feed market data into Kafka.
+    Ingest {
+        #[command(subcommand)]
+        source: IngestSource,
+    },
+    /// Consume ticks, build event-time bars and analytics, publish them to Kafka.
+    Process,
+    /// Write ticks, bars and instruments to PostgreSQL exactly once.
+    Sink,
+    /// Serve the authenticated WebSocket fan-out and health endpoints.
+    Push,
+    /// Run every stage in one process (simulator, processor, sink, push): the quick start.
+    Run(RunArgs),
+    /// Apply database migrations and create the Kafka topics.
+    Migrate,
+    /// Mint a development JWT for the WebSocket API.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum IngestSource {
+    /// Publish a simulated NIFTY session (seeded, reproducible).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct SimulateArgs {
+    /// Random seed: the same seed gives the same ticks.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Ticks per second of wall time; 0 publishes as fast as Kafka accepts.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many ticks (default: run until Ctrl-C).
+    #[arg(long)]
+    max_ticks: Option<u64>,
+    /// Event time between consecutive ticks, in milliseconds.
+    #[arg(long)]
+    tick_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Do not start the simulator (consume whatever feeds the ticks topic).
+    #[arg(long)]
+    no_simulator: bool,
+    #[command(flatten)]
+    simulate: SimulateArgs,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// Subject (user name) of the token.
+    #[arg(long, default_value = "dev")]
+    sub: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl_secs: u64,
+    /// Channel patterns the token may subscribe to (e.g. "bars.*"); none means all.
+    #[arg(long = "channel")]
+    channels: Vec<String>,
+}
+
+impl SimulateArgs {
+    fn apply(&self, config: &mut Config) {
+        if let Some(seed) = self.seed {
+            config.simulate.market.seed = seed;
+        }
+        if let Some(rate) = self.rate {
+            config.simulate.rate = rate;
+        }
+        if let Some(max) = self.max_ticks {
+            config.simulate.max_ticks = max;
+        }
+        if let Some(ms) = self.tick_interval_ms {
+            config.simulate.market.tick_interval_ms = ms;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref()).context("reading configuration")?;
+    init_telemetry(&config)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    match cli.command {
+        Command::Ingest { source: IngestSource::Simulate(args) } => {
+            args.apply(&mut config);
+            let report = strikeflow_ingest::run_simulation(config.simulate(), shutdown).await?;
+            println!(
+                "published {} instruments and {} ticks in {:.2?}",
+                report.instruments, report.ticks, report.elapsed
+            );
+        }
+        Command::Process => strikeflow_processors::run(config.processor(), shutdown).await?,
+        Command::Sink => strikeflow_sink::run(config.sink(), shutdown).await?,
+        Command::Push => strikeflow_push::run(config.push(), shutdown).await?,
+        Command::Run(args) => {
+            args.simulate.apply(&mut config);
+            run_all(&config, !args.no_simulator, shutdown).await?;
+        }
+        Command::Migrate => {
+            let report = migrate_database(&config.database.url)
+                .await
+                .with_context(|| format!("migrating the database at {}", redact(&config.database.url)))?;
+            ensure_topics(&config.kafka.brokers, &config.topics().all(), config.kafka.replication)
+                .await
+                .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
+            println!(
+                "database: {} migration(s) applied, timescaledb {}; kafka topics ready on {}",
+                report.applied.len(),
+                if report.timescaledb { "enabled" } else { "not available (plain tables)" },
+                config.kafka.brokers
+            );
+        }
+        Command::Token(args) => {
+            let ttl = Duration::from_secs(args.ttl_secs);
+            let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, &args.sub, ttl, args.channels)?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs every stage as a task; the first one to fail stops the others.
+async fn run_all(config: &Config, with_simulator: bool, shutdown: CancellationToken) -> Result<()> {
+    ensure_topics(&config.kafka.brokers, &config.topics().all(), config.kafka.replication)
+        .await
+        .context("creating topics (is Kafka up? try ./dev up)")?;
+    let mut stages = tokio::task::JoinSet::new();
+    let (c, s) = (config.processor(), shutdown.clone());
+    stages.spawn(async move { ("processor", strikeflow_processors::run(c, s).await.map_err(anyhow::Error::from)) });
+    let (c, s) = (config.sink(), shutdown.clone());
+    stages.spawn(async move { ("sink", strikeflow_sink::run(c, s).await.map_err(anyhow::Error::from)) });
+    let (c, s) = (config.push(), shutdown.clone());
+    stages.spawn(async move { ("push", strikeflow_push::run(c, s).await.map_err(anyhow::Error::from)) });
+    if with_simulator {
+        let (c, s) = (config.simulate(), shutdown.clone());
+        stages.spawn(async move {
+            let result = strikeflow_ingest::run_simulation(c, s).await;
+            ("simulator", result.map(|report| info!(ticks = report.ticks, "simulator done")).map_err(anyhow::Error::from))
+        });
+    }
+    let mut first_error = None;
+    while let Some(joined) = stages.join_next().await {
+        let (stage, result) = joined.context("a stage panicked")?;
+        if let Err(e) = result {
+            error!(stage, error = %format!("{e:#}"), "stage failed; stopping the others");
+            first_error.get_or_insert(e.context(format!("{stage} failed")));
+            shutdown.cancel();
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    info!("shutting down: finishing in-flight work");
+    shutdown.cancel();
+}
+
+fn init_telemetry(config: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.telemetry.log))
+        .context("parsing the log filter")?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if let Some(addr) = config.telemetry.metrics_listen {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        info!(%addr, "prometheus metrics at /metrics");
+    }
+    Ok(())
+}
+
+/// A connection string without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

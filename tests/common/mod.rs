@@ -1,0 +1,102 @@
+//! Helpers for tests against the real services started by `./dev up`.
+//!
+//! Every test gets its own database (created from `DATABASE_URL`, migrated) and its own
+//! topic prefix, so tests run in parallel and leave each other alone.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use strikeflow::migrate::migrate_database;
+use strikeflow::Config;
+use strikeflow_kafka::ensure_topics;
+use strikeflow_schemas::Topics;
+use tokio_postgres::{Client, NoTls};
+
+/// Where the services are: the variables `./dev test` exports, or its defaults.
+pub struct Services {
+    pub brokers: String,
+    pub database_url: String,
+    pub redis_url: String,
+}
+
+pub fn services() -> Services {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    Services {
+        brokers: var("KAFKA_BROKERS", "127.0.0.1:19092"),
+        database_url: var("DATABASE_URL", "postgres://strikeflow@127.0.0.1:15432/strikeflow"),
+        redis_url: var("REDIS_URL", "redis://127.0.0.1:16379"),
+    }
+}
+
+/// A private, migrated database and a private set of topics, wired into a `Config`.
+pub struct Sandbox {
+    pub config: Config,
+    pub name: String,
+}
+
+impl Sandbox {
+    pub async fn new(label: &str) -> Sandbox {
+        let services = services();
+        let id: u32 = rand::rng().random();
+        let name = format!("sf_{label}_{id:08x}");
+        let admin = connect(&services.database_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name} (is PostgreSQL up? ./dev up): {e}"));
+        let database_url = with_database(&services.database_url, &name);
+        migrate_database(&database_url).await.expect("migrating the test database");
+
+        let mut config = Config::default();
+        config.kafka.brokers = services.brokers.clone();
+        config.kafka.topic_prefix = format!("{name}.");
+        config.database.url = database_url;
+        config.redis.url = services.redis_url.clone();
+        ensure_topics(&config.kafka.brokers, &Topics::new(config.kafka.topic_prefix.clone()).all(), 1)
+            .await
+            .expect("creating test topics (is Kafka up? ./dev up)");
+        Sandbox { config, name }
+    }
+
+    pub async fn db(&self) -> Client {
+        connect(&self.config.database.url).await
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// The same server URL pointing at another database.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("DATABASE_URL has a /database part");
+    let query = url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{base}/{database}{query}")
+}
+
+/// Polls `probe` until it returns Some or `timeout` passes; panics with `what` on timeout.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn count(db: &Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.expect(sql).get(0)
+}

@@ -1,0 +1,159 @@
+//! End to end on the real services: simulator → Kafka → processor → Kafka → sink →
+//! PostgreSQL, and processor → Kafka → push → an authenticated WebSocket client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{count, eventually, Sandbox};
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use strikeflow_ingest::MarketSimulator;
+use strikeflow_push::PushServer;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::sync::CancellationToken;
+
+const TICKS: u64 = 5_950;
+const LATENESS_MS: u64 = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
+    let mut sandbox = Sandbox::new("e2e").await;
+    let config = &mut sandbox.config;
+    config.simulate.rate = 0.0; // as fast as Kafka takes them
+    config.simulate.max_ticks = TICKS;
+    config.simulate.market.tick_interval_ms = 100;
+    config.processor.allowed_lateness_ms = LATENESS_MS;
+    config.processor.idle_timeout_ms = 1_000;
+    config.processor.group_id = format!("{}-processors", sandbox.name);
+    config.push.listen = "127.0.0.1:0".parse().unwrap();
+    let config = sandbox.config.clone();
+    let shutdown = CancellationToken::new();
+
+    let future_symbol = MarketSimulator::new(&config.simulate.market)
+        .unwrap()
+        .instruments()
+        .iter()
+        .find(|i| i.segment == "NFO-FUT")
+        .map(|i| i.tradingsymbol.clone())
+        .expect("the simulator lists a future");
+
+    let push = PushServer::bind(config.push()).await.expect("binding push");
+    let addr = push.local_addr();
+    let stages = vec![
+        tokio::spawn(push.serve(shutdown.clone())),
+    ];
+    let processor = tokio::spawn(strikeflow_processors::run(config.processor(), shutdown.clone()));
+    let sink = tokio::spawn(strikeflow_sink::run(config.sink(), shutdown.clone()));
+
+    // Without a token the upgrade is refused before any WebSocket exists.
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("an unauthenticated client must get 401, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, "e2e", Duration::from_secs(300), vec![])
+        .expect("minting a token");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
+        .await
+        .expect("an authenticated client connects");
+    let channel = format!("bars.{future_symbol}");
+    ws.send(Message::text(serde_json::json!({"op": "subscribe", "channel": channel}).to_string()))
+        .await
+        .unwrap();
+    let reply = next_json(&mut ws).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    assert_eq!(reply["channel"], channel.as_str());
+
+    let report = strikeflow_ingest::run_simulation(config.simulate(), shutdown.clone())
+        .await
+        .expect("simulation");
+    assert_eq!(report.ticks, TICKS);
+
+    let db = sandbox.db().await;
+    eventually("every tick in the ticks table", Duration::from_secs(90), || async {
+        (count(&db, "SELECT count(*) FROM ticks").await == TICKS as i64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM (SELECT DISTINCT instrument_token, ts FROM ticks) t").await,
+        TICKS as i64,
+        "no tick stored twice"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM instruments").await, report.instruments as i64);
+
+    // Once every partition went idle the watermark is the newest tick minus the lateness:
+    // every minute that ended by then must be a bar, computed here from the stored ticks.
+    let expected_bars = count(
+        &db,
+        &format!(
+            "WITH wm AS (SELECT max(ts) - interval '{LATENESS_MS} milliseconds' AS wm FROM ticks) \
+             SELECT count(*) FROM (SELECT DISTINCT instrument_token, date_trunc('minute', ts) AS m FROM ticks) b, wm \
+             WHERE b.m + interval '1 minute' <= wm.wm"
+        ),
+    )
+    .await;
+    assert!(expected_bars >= 12 * 8, "the session spans several minutes for each instrument, got {expected_bars}");
+    let bars = eventually("every closed bar in bars_1m", Duration::from_secs(60), || async {
+        let n = count(&db, "SELECT count(*) FROM bars_1m").await;
+        (n >= expected_bars).then_some(n)
+    })
+    .await;
+    assert_eq!(bars, expected_bars, "no bar beyond the watermark was closed");
+    // Bars agree with the ticks they were built from.
+    let mismatched = count(
+        &db,
+        "SELECT count(*) FROM bars_1m b JOIN LATERAL ( \
+           SELECT count(*) AS n, max(ltp) AS hi, min(ltp) AS lo FROM ticks t \
+           WHERE t.instrument_token = b.instrument_token AND t.ts >= b.window_start AND t.ts < b.window_end) t ON true \
+         WHERE t.n <> b.tick_count OR t.hi <> b.high OR t.lo <> b.low",
+    )
+    .await;
+    assert_eq!(mismatched, 0, "bars must match their ticks");
+
+    // The authenticated client got bars for its channel, matching the stored rows.
+    let mut received = 0;
+    while received < 3 {
+        let msg = next_json(&mut ws).await;
+        if msg["type"] != "bar" {
+            continue;
+        }
+        assert_eq!(msg["channel"], channel.as_str());
+        let data = &msg["data"];
+        let row = db
+            .query_one(
+                "SELECT close, tick_count FROM bars_1m WHERE instrument_token = $1 \
+                 AND window_start = to_timestamp($2::float8 / 1e6)",
+                &[&data["instrument_token"].as_i64().unwrap(), &(data["window_start"].as_i64().unwrap() as f64)],
+            )
+            .await
+            .expect("the pushed bar is stored");
+        assert_eq!(row.get::<_, f64>(0), data["close"].as_f64().unwrap());
+        assert_eq!(i64::from(row.get::<_, i32>(1)), data["tick_count"].as_i64().unwrap());
+        received += 1;
+    }
+
+    shutdown.cancel();
+    processor.await.unwrap().expect("processor stops cleanly");
+    sink.await.unwrap().expect("sink stops cleanly");
+    for stage in stages {
+        stage.await.unwrap().expect("push stops cleanly");
+    }
+}
+
+async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a WebSocket message within 60 s")
+            .expect("the socket stays open")
+            .expect("a valid frame");
+        match msg {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON message"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
