@@ -4,10 +4,16 @@
 //! keyed by option chain, after the instrument master went to `instruments.v1`.
 
 pub mod calendar;
-pub mod publish;
+pub mod kite;
+pub mod master;
+pub mod simulate;
+pub mod publisher;
+pub mod replay;
 pub mod simulator;
+pub mod validate;
 
-pub use publish::{run_simulation, SimulateConfig, SimulationReport};
+pub use simulate::{run_simulation, SimulateConfig, SimulationReport};
+pub use publisher::TickPublisher;
 pub use simulator::{MarketSimulator, SimulatorConfig};
 
 /// Why an ingest run stopped.

@@ -28,6 +28,8 @@ pub struct DeadLetter<'a> {
     pub stage: &'a str,
     /// Where it was read from, when it was read from Kafka.
     pub source: Option<(&'a str, i32, i64)>,
+    /// Where it was read from otherwise (`file.csv:17`, `simulator:1042`, `kite:frame 88`).
+    pub position: Option<&'a str>,
 }
 
 impl<'a> DeadLetter<'a> {
@@ -40,6 +42,9 @@ impl<'a> DeadLetter<'a> {
                 .insert(Header { key: "source.topic", value: Some(topic) })
                 .insert(Header { key: "source.partition", value: Some(&partition.to_string()) })
                 .insert(Header { key: "source.offset", value: Some(&offset.to_string()) });
+        }
+        if let Some(position) = self.position {
+            headers = headers.insert(Header { key: "source.position", value: Some(position) });
         }
         headers
     }

@@ -5,6 +5,8 @@
 
 pub mod bars;
 pub mod core;
+pub mod indicators;
+pub mod pricing;
 pub mod runner;
 pub mod watermark;
 

@@ -147,7 +147,7 @@ fn handle(
             let letter = DeadLetter {
                 reason: &reason,
                 stage: "processor",
-                source: Some((&names.ticks, msg.partition(), msg.offset())),
+                source: Some((&names.ticks, msg.partition(), msg.offset())), position: None,
             };
             outbox.dead_letter(&names.dead_letters, msg.key(), payload, &letter)?;
         }
@@ -167,7 +167,7 @@ fn publish(outbox: &mut Outbox, names: &Outputs, outputs: &mut Vec<Output>) -> R
                 let letter = DeadLetter {
                     reason: "late: its bar had already closed",
                     stage: "processor",
-                    source: None,
+                    source: None, position: None,
                 };
                 let key = tick.instrument_token.to_string();
                 outbox.dead_letter(&names.dead_letters, Some(key.as_bytes()), &encode(&tick)?, &letter)?;

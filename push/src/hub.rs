@@ -54,9 +54,9 @@ struct Channel {
 }
 
 impl Channel {
-    fn new(name: &str) -> Channel {
+    fn new(name: Arc<str>) -> Channel {
         Channel {
-            name: Arc::from(name),
+            name,
             seq: 0,
             latest: None,
             subscribers: HashMap::new(),
@@ -99,23 +99,19 @@ impl Hub {
     }
 
     /// Publish already-serialised `data` on `channel`: number it, wrap it, queue it for every
-    /// subscriber. Subscribers that overflow are closed as slow consumers.
-    pub fn publish(&self, kind: ChannelKind, channel: &str, data: &str) -> Published {
+    /// subscriber. Subscribers that overflow are closed as slow consumers. `channel` is shared so the feed can keep one allocation per instrument.
+    pub fn publish(&self, kind: ChannelKind, channel: &Arc<str>, data: &str) -> Published {
         let mut channels = self.lock();
-        let entry = match channels.get_mut(channel) {
-            Some(entry) => entry,
-            None => {
-                let entry = Channel::new(channel);
-                channels.entry(entry.name.clone()).or_insert(entry)
-            }
-        };
+        let entry = channels
+            .entry(channel.clone())
+            .or_insert_with(|| Channel::new(channel.clone()));
         entry.seq += 1;
         let seq = entry.seq;
-        let message = Utf8Bytes::from(data_envelope(kind, channel, seq, data));
-        let key = kind.conflates().then_some(&entry.name);
+        let message = Utf8Bytes::from(data_envelope(kind, &entry.name, seq, data));
         if kind.conflates() {
             entry.latest = Some(message.clone());
         }
+        let key = kind.conflates().then_some(&entry.name);
         let mut delivered = 0;
         for queue in entry.subscribers.values() {
             if self.deliver(queue, message.clone(), key) {
@@ -151,13 +147,9 @@ impl Hub {
         stored: Option<Snapshot>,
     ) {
         let mut channels = self.lock();
-        let entry = match channels.get_mut(channel) {
-            Some(entry) => entry,
-            None => {
-                let entry = Channel::new(channel);
-                channels.entry(entry.name.clone()).or_insert(entry)
-            }
-        };
+        let entry = channels
+            .entry(Arc::from(channel))
+            .or_insert_with_key(|name| Channel::new(name.clone()));
         let subscribed = ServerMsg::Subscribed { channel }.to_json();
         if !self.deliver(queue, Utf8Bytes::from(subscribed), None) {
             return;
@@ -227,6 +219,10 @@ mod tests {
         Arc::new(ClientQueue::new(capacity, CancellationToken::new()))
     }
 
+    fn name(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
     fn drain(q: &ClientQueue) -> Vec<serde_json::Value> {
         q.pop_batch(usize::MAX)
             .into_iter()
@@ -242,9 +238,9 @@ mod tests {
         hub.subscribe(2, &b, ChannelKind::Ticks, "ticks.X", None);
         drain(&a);
         drain(&b);
-        let p1 = hub.publish(ChannelKind::Ticks, "ticks.X", r#"{"ltp":1}"#);
-        let p2 = hub.publish(ChannelKind::Ticks, "ticks.X", r#"{"ltp":2}"#);
-        let other = hub.publish(ChannelKind::Ticks, "ticks.Y", r#"{"ltp":3}"#);
+        let p1 = hub.publish(ChannelKind::Ticks, &name("ticks.X"), r#"{"ltp":1}"#);
+        let p2 = hub.publish(ChannelKind::Ticks, &name("ticks.X"), r#"{"ltp":2}"#);
+        let other = hub.publish(ChannelKind::Ticks, &name("ticks.Y"), r#"{"ltp":3}"#);
         assert_eq!((p1.seq, p2.seq, other.seq), (1, 2, 1));
         assert_eq!((p1.delivered, other.delivered), (2, 0));
         // The same allocation reaches every subscriber.
@@ -261,8 +257,8 @@ mod tests {
     #[test]
     fn subscriber_gets_subscribed_then_latest_bar() {
         let hub = Hub::new();
-        hub.publish(ChannelKind::Bars, "bars.X", r#"{"close":1}"#);
-        hub.publish(ChannelKind::Bars, "bars.X", r#"{"close":2}"#);
+        hub.publish(ChannelKind::Bars, &name("bars.X"), r#"{"close":1}"#);
+        hub.publish(ChannelKind::Bars, &name("bars.X"), r#"{"close":2}"#);
         let q = queue(8);
         hub.subscribe(7, &q, ChannelKind::Bars, "bars.X", None);
         let got = drain(&q);
@@ -278,7 +274,7 @@ mod tests {
     #[test]
     fn ticks_are_not_snapshotted() {
         let hub = Hub::new();
-        hub.publish(ChannelKind::Ticks, "ticks.X", r#"{"ltp":1}"#);
+        hub.publish(ChannelKind::Ticks, &name("ticks.X"), r#"{"ltp":1}"#);
         assert!(!hub.has_latest("ticks.X"));
         let q = queue(8);
         hub.subscribe(7, &q, ChannelKind::Ticks, "ticks.X", None);
@@ -299,7 +295,7 @@ mod tests {
         let got = drain(&q);
         assert_eq!(got[1]["seq"], 41);
         assert!(hub.has_latest("bars.X"));
-        let next = hub.publish(ChannelKind::Bars, "bars.X", r#"{"close":10}"#);
+        let next = hub.publish(ChannelKind::Bars, &name("bars.X"), r#"{"close":10}"#);
         assert_eq!(next.seq, 42);
 
         // A live latest beats an older stored one.
@@ -319,7 +315,7 @@ mod tests {
         hub.subscribe(1, &slow, ChannelKind::Ticks, "ticks.X", None);
         hub.subscribe(2, &fast, ChannelKind::Ticks, "ticks.X", None);
         for i in 0..5 {
-            hub.publish(ChannelKind::Ticks, "ticks.X", &format!(r#"{{"i":{i}}}"#));
+            hub.publish(ChannelKind::Ticks, &name("ticks.X"), &format!(r#"{{"i":{i}}}"#));
         }
         assert!(slow_stop.is_cancelled());
         assert_eq!(
@@ -336,7 +332,7 @@ mod tests {
         let q = Arc::new(ClientQueue::new(2, stop.clone()));
         hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
         for i in 0..50 {
-            hub.publish(ChannelKind::Bars, "bars.X", &format!(r#"{{"i":{i}}}"#));
+            hub.publish(ChannelKind::Bars, &name("bars.X"), &format!(r#"{{"i":{i}}}"#));
         }
         assert!(!stop.is_cancelled());
         let got = drain(&q);
@@ -355,10 +351,10 @@ mod tests {
         assert_eq!(hub.channel_count(), 0);
 
         hub.subscribe(1, &q, ChannelKind::Ticks, "ticks.X", None);
-        hub.publish(ChannelKind::Ticks, "ticks.X", "{}");
+        hub.publish(ChannelKind::Ticks, &name("ticks.X"), "{}");
         hub.unsubscribe(1, "ticks.X");
         drain(&q);
-        hub.publish(ChannelKind::Ticks, "ticks.X", "{}");
+        hub.publish(ChannelKind::Ticks, &name("ticks.X"), "{}");
         assert!(q.is_empty());
         // A channel with data keeps its sequence.
         assert_eq!(hub.channel_count(), 1);

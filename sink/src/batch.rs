@@ -90,7 +90,12 @@ impl Batch {
         if let Err(reason) = decoded {
             self.dead_letters += 1;
             let source = msg.topic().to_owned();
-            let letter = DeadLetter { reason: &reason, stage: "sink", source: Some((&source, msg.partition(), msg.offset())) };
+            let letter = DeadLetter {
+                reason: &reason,
+                stage: "sink",
+                source: Some((&source, msg.partition(), msg.offset())),
+                position: None,
+            };
             let topic = self.topics.dead_letter(&source);
             outbox.dead_letter(&topic, msg.key(), payload.unwrap_or_default(), &letter)?;
         }

@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use strikeflow_kafka::Outbox;
-use strikeflow_schemas::{encode_into, Topics};
+use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::simulator::{MarketSimulator, SimulatorConfig};
+use crate::publisher::TickPublisher;
 use crate::IngestError;
 
 /// Configuration of `strikeflow ingest simulate`.
@@ -46,35 +46,21 @@ pub struct SimulationReport {
     pub instruments: usize,
     /// Ticks published and acknowledged.
     pub ticks: u64,
+    /// Ticks the validator sent to the dead-letter topic instead.
+    pub rejected: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
-
-/// Ticks enqueued between two waits for acknowledgements: bounds memory held by in-flight
-/// deliveries without waiting on any single send.
-const ACK_WINDOW: usize = 50_000;
 
 /// Publishes the instrument master, then ticks, until `max_ticks` or `shutdown`.
 /// Everything enqueued is acknowledged before this returns.
 pub async fn run_simulation(config: SimulateConfig, shutdown: CancellationToken) -> Result<SimulationReport, IngestError> {
     let started = Instant::now();
     let mut market = MarketSimulator::new(&config.simulator)?;
-    let mut outbox = Outbox::connect(&config.brokers)?;
-    let (instruments_topic, ticks_topic) = (config.topics.instruments(), config.topics.ticks());
-
-    let mut buf = Vec::with_capacity(256);
-    for instrument in market.instruments() {
-        encode_into(instrument, &mut buf)?;
-        outbox.send(&instruments_topic, &instrument.instrument_token.to_string(), &buf)?;
-    }
-    outbox.flush().await?;
-    // Chain keys per instrument, computed once: every tick of a chain goes to one partition.
-    let keys: std::collections::HashMap<i64, String> = market
-        .instruments()
-        .iter()
-        .map(|i| (i.instrument_token, i.chain_key().to_string()))
-        .collect();
-    info!(instruments = keys.len(), topic = %ticks_topic, rate = ?config.rate, max_ticks = ?config.max_ticks, "simulation started");
+    // Simulated time is not wall time, so there is no "in the future" check.
+    let mut publisher = TickPublisher::connect(&config.brokers, &config.topics, None)?;
+    let instruments = publisher.publish_instruments(market.instruments()).await?;
+    info!(instruments, rate = ?config.rate, max_ticks = ?config.max_ticks, "simulation started");
 
     let mut sent = 0u64;
     let mut pacer = config.rate.filter(|r| r.is_finite() && *r > 0.0).map(|rate| {
@@ -97,24 +83,24 @@ pub async fn run_simulation(config: SimulateConfig, shutdown: CancellationToken)
             None => 1_000,
         };
         let budget = config.max_ticks.map_or(budget, |max| budget.min(max - sent));
-        for _ in 0..budget {
+        for seq in sent..sent + budget {
             let tick = market.next_tick();
-            encode_into(&tick, &mut buf)?;
-            let key = keys.get(&tick.instrument_token).map_or("", String::as_str);
-            outbox.send(&ticks_topic, key, &buf)?;
+            publisher.publish(&tick, || format!("simulator:{seq}"), None).await?;
         }
         sent += budget;
-        if outbox.pending() >= ACK_WINDOW {
-            outbox.flush().await?;
-        }
         if pacer.is_none() {
             // Let other tasks (and the shutdown signal) in between bursts.
             tokio::task::yield_now().await;
         }
     }
-    outbox.flush().await?;
-    metrics::counter!("ingest_ticks_total", "source" => "simulator").increment(sent);
-    let report = SimulationReport { instruments: keys.len(), ticks: sent, elapsed: started.elapsed() };
-    info!(ticks = report.ticks, elapsed = ?report.elapsed, "simulation finished");
+    publisher.flush().await?;
+    metrics::counter!("ingest_ticks_total", "source" => "simulator").increment(publisher.published());
+    let report = SimulationReport {
+        instruments,
+        ticks: publisher.published(),
+        rejected: publisher.rejected(),
+        elapsed: started.elapsed(),
+    };
+    info!(ticks = report.ticks, rejected = report.rejected, elapsed = ?report.elapsed, "simulation finished");
     Ok(report)
 }

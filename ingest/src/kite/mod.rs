@@ -1,0 +1,1 @@
+//! Kite-compatible ticker adapter (being written).

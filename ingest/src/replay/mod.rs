@@ -1,0 +1,1 @@
+//! Recorded tick replay (being written).

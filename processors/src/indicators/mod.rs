@@ -1,0 +1,1 @@
+//! Streaming technical indicators (being written).

@@ -1,0 +1,1 @@
+//! Option pricing: implied volatility and Greeks (being written).

@@ -1,0 +1,599 @@
+//! Kafka → hub.
+//!
+//! Every push instance must fan out every message, so push does not share a consumer group:
+//! it assigns itself all partitions of the ticks and bars topics at the live end, and all
+//! partitions of the compacted instruments topic from the beginning (to map instrument
+//! tokens to trading symbols). Each process uses a unique `group.id` (librdkafka wants one
+//! even for manual assignment) and commits nothing: push is a read-only view.
+//!
+//! Instruments are read on their own consumer and always take priority, and live data waits
+//! (buffered by librdkafka, not lost) until the instrument map has caught up at start-up, so
+//! the first bars after a restart already go to `bars.<tradingsymbol>`. A tick or bar whose
+//! token is still unknown is counted and published on `bars.<token>` / `ticks.<token>`.
+//!
+//! Topics that do not exist yet are waited for, and partitions added later are picked up
+//! (from their beginning, since everything in them is new).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics::Counter;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Serialize;
+use strikeflow_schemas::{AvroRecord, Bar, Instrument, Tick, Topics};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+use crate::protocol::{ChannelKind, WithSymbol};
+use crate::snapshot::SnapshotStore;
+use crate::stats;
+
+/// How long live data waits for the instrument map to catch up at start-up.
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+/// How often topics are re-checked for new partitions once all are assigned.
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// How often missing topics are looked for.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Time limit for a metadata request.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a consumer error so a broken broker does not spin the loop.
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Which consumer a configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Instruments,
+    Live,
+}
+
+/// A unique consumer group id for this process (never shared, never committed to).
+fn group_id(purpose: Purpose) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let purpose = match purpose {
+        Purpose::Instruments => "instruments",
+        Purpose::Live => "live",
+    };
+    format!(
+        "strikeflow-push-{}-{nanos:x}-{purpose}",
+        std::process::id()
+    )
+}
+
+fn consumer_config(brokers: &str, purpose: Purpose) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id(purpose))
+        .set("client.id", "strikeflow-push")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // Only what the processors committed: never show a bar from an aborted transaction.
+        .set("isolation.level", "read_committed")
+        .set(
+            "auto.offset.reset",
+            match purpose {
+                Purpose::Instruments => "earliest",
+                Purpose::Live => "latest",
+            },
+        )
+        .set(
+            "enable.partition.eof",
+            match purpose {
+                Purpose::Instruments => "true",
+                Purpose::Live => "false",
+            },
+        );
+    config
+}
+
+/// The Kafka side of push: two consumers and the state that turns messages into channel
+/// messages.
+pub struct Feed {
+    instruments: StreamConsumer,
+    live: Arc<StreamConsumer>,
+    topics: Topics,
+    state: FeedState,
+}
+
+impl Feed {
+    /// Create the consumers (this does not contact the brokers yet, so it cannot hang).
+    pub fn new(
+        brokers: &str,
+        topics: Topics,
+        hub: Arc<Hub>,
+        snapshots: Arc<SnapshotStore>,
+    ) -> Result<Feed, KafkaError> {
+        let instruments: StreamConsumer = consumer_config(brokers, Purpose::Instruments).create()?;
+        let live: StreamConsumer = consumer_config(brokers, Purpose::Live).create()?;
+        Ok(Feed {
+            instruments,
+            live: Arc::new(live),
+            topics,
+            state: FeedState::new(hub, snapshots),
+        })
+    }
+
+    /// The live consumer, shared so `/readyz` can ask the brokers for metadata without a
+    /// client of its own.
+    pub fn live_consumer(&self) -> Arc<StreamConsumer> {
+        self.live.clone()
+    }
+
+    /// Consume until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Feed {
+            instruments,
+            live,
+            topics,
+            mut state,
+        } = self;
+        let instruments = Arc::new(instruments);
+        let instruments_topic = topics.instruments();
+        let ticks_topic = topics.ticks();
+        let bars_topic = topics.bars();
+
+        let mut assigned_instruments: HashSet<i32> = HashSet::new();
+        let mut assigned_ticks: HashSet<i32> = HashSet::new();
+        let mut assigned_bars: HashSet<i32> = HashSet::new();
+        let mut eof: HashSet<i32> = HashSet::new();
+        let mut caught_up = false;
+        let catch_up_deadline = tokio::time::sleep(CATCH_UP_LIMIT);
+        tokio::pin!(catch_up_deadline);
+        let mut next_refresh = Instant::now();
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(next_refresh) => {
+                    let mut complete = true;
+                    for (consumer, topic, assigned, live_view) in [
+                        (&instruments, &instruments_topic, &mut assigned_instruments, false),
+                        (&live, &ticks_topic, &mut assigned_ticks, true),
+                        (&live, &bars_topic, &mut assigned_bars, true),
+                    ] {
+                        // A live topic's first partitions begin at the end (push is a live
+                        // view); partitions added later begin at the start (all of it is new).
+                        let offset = if live_view && assigned.is_empty() {
+                            Offset::End
+                        } else {
+                            Offset::Beginning
+                        };
+                        match assign_new(consumer, topic, assigned, offset).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(topic = %topic, partitions = n, "assigned"),
+                            Err(err) => {
+                                complete = false;
+                                tracing::debug!(topic = %topic, error = %err, "topic not ready");
+                            }
+                        }
+                    }
+                    if !caught_up && !assigned_instruments.is_empty()
+                        && assigned_instruments.is_subset(&eof)
+                    {
+                        caught_up = true;
+                    }
+                    next_refresh = Instant::now() + if complete { REFRESH_EVERY } else { RETRY_EVERY };
+                }
+                msg = instruments.recv() => match msg {
+                    Ok(msg) => state.on_instrument(msg.payload()),
+                    Err(KafkaError::PartitionEOF(partition)) => {
+                        eof.insert(partition);
+                        if !caught_up && assigned_instruments.is_subset(&eof) {
+                            caught_up = true;
+                            tracing::info!(
+                                instruments = state.symbols.len(),
+                                "instrument map caught up; serving live data"
+                            );
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "instruments consumer error");
+                        tokio::time::sleep(ERROR_BACKOFF).await;
+                    }
+                },
+                msg = live.recv(), if caught_up => match msg {
+                    Ok(msg) => {
+                        let topic = msg.topic();
+                        if topic == ticks_topic {
+                            state.on_tick(msg.payload());
+                        } else if topic == bars_topic {
+                            state.on_bar(msg.payload());
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "live consumer error");
+                        tokio::time::sleep(ERROR_BACKOFF).await;
+                    }
+                },
+                _ = &mut catch_up_deadline, if !caught_up => {
+                    caught_up = true;
+                    tracing::warn!(
+                        instruments = state.symbols.len(),
+                        "instrument map not caught up after {CATCH_UP_LIMIT:?}; serving live data anyway"
+                    );
+                }
+            }
+        }
+        // Closing a consumer can block briefly inside librdkafka; keep it off the runtime.
+        let closed = tokio::task::spawn_blocking(move || drop(instruments)).await;
+        if let Err(err) = closed {
+            tracing::warn!(error = %err, "closing the instruments consumer failed");
+        }
+        tracing::debug!("feed stopped");
+    }
+}
+
+/// Partition ids of `topic`, or why there are none yet.
+async fn partitions(consumer: &Arc<StreamConsumer>, topic: &str) -> Result<Vec<i32>, String> {
+    let consumer = consumer.clone();
+    let topic_name = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic_name), METADATA_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == topic_name) else {
+            return Err("topic missing from metadata".to_owned());
+        };
+        if let Some(err) = topic.error() {
+            return Err(format!("{err:?}"));
+        }
+        let ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        if ids.is_empty() {
+            Err("topic has no partitions".to_owned())
+        } else {
+            Ok(ids)
+        }
+    })
+    .await
+    .map_err(|e| format!("metadata task failed: {e}"))?
+}
+
+/// Add partitions of `topic` not yet in `assigned` to the consumer's assignment at `offset`.
+async fn assign_new(
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+    assigned: &mut HashSet<i32>,
+    offset: Offset,
+) -> Result<usize, String> {
+    let ids = partitions(consumer, topic).await?;
+    let mut list = TopicPartitionList::new();
+    let mut added = Vec::new();
+    for id in ids {
+        if !assigned.contains(&id) {
+            list.add_partition_offset(topic, id, offset)
+                .map_err(|e| e.to_string())?;
+            added.push(id);
+        }
+    }
+    if added.is_empty() {
+        return Ok(0);
+    }
+    consumer
+        .incremental_assign(&list)
+        .map_err(|e| e.to_string())?;
+    assigned.extend(added.iter().copied());
+    Ok(added.len())
+}
+
+/// Channel names of one instrument, allocated once and shared with the hub.
+struct Names {
+    symbol: Arc<str>,
+    bars: Arc<str>,
+    ticks: Arc<str>,
+}
+
+impl Names {
+    fn new(symbol: &str) -> Names {
+        Names {
+            symbol: Arc::from(symbol),
+            bars: Arc::from(ChannelKind::Bars.channel(symbol)),
+            ticks: Arc::from(ChannelKind::Ticks.channel(symbol)),
+        }
+    }
+}
+
+struct FeedCounters {
+    instruments_in: Counter,
+    ticks_in: Counter,
+    bars_in: Counter,
+    instrument_errors: Counter,
+    tick_errors: Counter,
+    bar_errors: Counter,
+    unknown_token: Counter,
+}
+
+impl FeedCounters {
+    fn new() -> FeedCounters {
+        FeedCounters {
+            instruments_in: metrics::counter!(stats::MESSAGES_IN, "kind" => "instrument"),
+            ticks_in: metrics::counter!(stats::MESSAGES_IN, "kind" => "tick"),
+            bars_in: metrics::counter!(stats::MESSAGES_IN, "kind" => "bar"),
+            instrument_errors: metrics::counter!(stats::DECODE_ERRORS, "kind" => "instrument"),
+            tick_errors: metrics::counter!(stats::DECODE_ERRORS, "kind" => "tick"),
+            bar_errors: metrics::counter!(stats::DECODE_ERRORS, "kind" => "bar"),
+            unknown_token: metrics::counter!(stats::UNKNOWN_TOKEN),
+        }
+    }
+}
+
+/// Decoding, symbol lookup and publishing: everything the feed does per message, apart from
+/// Kafka itself (so it can be tested without a broker).
+pub(crate) struct FeedState {
+    hub: Arc<Hub>,
+    snapshots: Arc<SnapshotStore>,
+    symbols: HashMap<i64, Names>,
+    counters: FeedCounters,
+}
+
+fn decode<T: AvroRecord>(payload: Option<&[u8]>) -> Result<T, String> {
+    match payload {
+        Some(bytes) => strikeflow_schemas::decode::<T>(bytes).map_err(|e| e.to_string()),
+        None => Err("empty payload".to_owned()),
+    }
+}
+
+impl FeedState {
+    pub(crate) fn new(hub: Arc<Hub>, snapshots: Arc<SnapshotStore>) -> FeedState {
+        FeedState {
+            hub,
+            snapshots,
+            symbols: HashMap::new(),
+            counters: FeedCounters::new(),
+        }
+    }
+
+    /// Apply one record of the instruments topic to the token → symbol map.
+    pub(crate) fn on_instrument(&mut self, payload: Option<&[u8]>) {
+        self.counters.instruments_in.increment(1);
+        if payload.is_none() {
+            // A compaction tombstone: the instrument is gone, but its last symbol stays useful
+            // for any straggling ticks, so keep the mapping.
+            tracing::debug!("instrument tombstone ignored");
+            return;
+        }
+        match decode::<Instrument>(payload) {
+            Ok(instrument) => {
+                let known = self
+                    .symbols
+                    .get(&instrument.instrument_token)
+                    .is_some_and(|n| *n.symbol == *instrument.tradingsymbol);
+                if !known {
+                    self.symbols.insert(
+                        instrument.instrument_token,
+                        Names::new(&instrument.tradingsymbol),
+                    );
+                }
+            }
+            Err(err) => {
+                self.counters.instrument_errors.increment(1);
+                tracing::warn!(error = %err, "undecodable instrument record skipped");
+            }
+        }
+    }
+
+    /// Publish one tick.
+    pub(crate) fn on_tick(&mut self, payload: Option<&[u8]>) {
+        self.counters.ticks_in.increment(1);
+        let tick = match decode::<Tick>(payload) {
+            Ok(tick) => tick,
+            Err(err) => {
+                self.counters.tick_errors.increment(1);
+                tracing::warn!(error = %err, "undecodable tick skipped");
+                return;
+            }
+        };
+        let (channel, symbol) = self.channel(ChannelKind::Ticks, tick.instrument_token);
+        if let Some(data) = to_data(&tick, symbol.as_deref()) {
+            self.hub.publish(ChannelKind::Ticks, &channel, &data);
+        }
+    }
+
+    /// Publish one bar and hand it to the snapshot store.
+    pub(crate) fn on_bar(&mut self, payload: Option<&[u8]>) {
+        self.counters.bars_in.increment(1);
+        let bar = match decode::<Bar>(payload) {
+            Ok(bar) => bar,
+            Err(err) => {
+                self.counters.bar_errors.increment(1);
+                tracing::warn!(error = %err, "undecodable bar skipped");
+                return;
+            }
+        };
+        let (channel, symbol) = self.channel(ChannelKind::Bars, bar.instrument_token);
+        if let Some(data) = to_data(&bar, symbol.as_deref()) {
+            let published = self.hub.publish(ChannelKind::Bars, &channel, &data);
+            self.snapshots.store(&channel, published.message);
+        }
+    }
+
+    /// The channel for `token`'s data of `kind`, and its trading symbol if known.
+    fn channel(&self, kind: ChannelKind, token: i64) -> (Arc<str>, Option<Arc<str>>) {
+        match self.symbols.get(&token) {
+            Some(names) => {
+                let channel = match kind {
+                    ChannelKind::Bars => names.bars.clone(),
+                    ChannelKind::Ticks => names.ticks.clone(),
+                };
+                (channel, Some(names.symbol.clone()))
+            }
+            None => {
+                self.counters.unknown_token.increment(1);
+                tracing::debug!(
+                    token,
+                    kind = kind.prefix(),
+                    "unknown instrument token; using fallback channel"
+                );
+                (Arc::from(kind.channel(&token.to_string())), None)
+            }
+        }
+    }
+}
+
+fn to_data<T: Serialize>(record: &T, tradingsymbol: Option<&str>) -> Option<String> {
+    match serde_json::to_string(&WithSymbol {
+        record,
+        tradingsymbol,
+    }) {
+        Ok(data) => Some(data),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not serialise a record to JSON");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use strikeflow_schemas::{encode, InstrumentType};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::queue::ClientQueue;
+
+    fn instrument(token: i64, symbol: &str) -> Instrument {
+        Instrument {
+            instrument_token: token,
+            exchange_token: token >> 8,
+            tradingsymbol: symbol.to_owned(),
+            name: "NIFTY".to_owned(),
+            last_price: 0.0,
+            expiry: Some(20_814),
+            strike: 0.0,
+            tick_size: 0.05,
+            lot_size: 65,
+            instrument_type: InstrumentType::FUT,
+            segment: "NFO-FUT".to_owned(),
+            exchange: "NFO".to_owned(),
+        }
+    }
+
+    fn bar(token: i64, close: f64) -> Bar {
+        Bar {
+            instrument_token: token,
+            window_start: 1_766_000_000_000_000,
+            window_end: 1_766_000_060_000_000,
+            open: 26_000.0,
+            high: 26_050.5,
+            low: 25_990.0,
+            close,
+            volume: 1_300,
+            oi: 12_000_000,
+            tick_count: 42,
+        }
+    }
+
+    fn tick(token: i64) -> Tick {
+        Tick {
+            instrument_token: token,
+            exchange_ts: 1_766_000_001_000_000,
+            ltp: 26_010.05,
+            last_qty: 65,
+            volume: 10_000,
+            oi: 12_000_000,
+            bid: 26_010.0,
+            bid_qty: 130,
+            ask: 26_010.1,
+            ask_qty: 195,
+        }
+    }
+
+    fn setup() -> (FeedState, Arc<Hub>) {
+        let hub = Arc::new(Hub::new());
+        let snapshots = Arc::new(SnapshotStore::new("redis://127.0.0.1:1").expect("url"));
+        (FeedState::new(hub.clone(), snapshots), hub)
+    }
+
+    fn subscribe(hub: &Hub, kind: ChannelKind, channel: &str) -> Arc<ClientQueue> {
+        let q = Arc::new(ClientQueue::new(64, CancellationToken::new()));
+        hub.subscribe(hub.next_client_id(), &q, kind, channel, None);
+        q.pop_batch(usize::MAX);
+        q
+    }
+
+    fn drain(q: &ClientQueue) -> Vec<serde_json::Value> {
+        q.pop_batch(usize::MAX)
+            .into_iter()
+            .map(|m| serde_json::from_str(m.as_str()).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn bars_go_to_the_symbol_channel_with_all_fields() {
+        let (mut state, hub) = setup();
+        let q = subscribe(&hub, ChannelKind::Bars, "bars.NIFTY26DECFUT");
+        let inst = encode(&instrument(13_238_786, "NIFTY26DECFUT")).expect("encode");
+        state.on_instrument(Some(&inst));
+        let b = bar(13_238_786, 26_031.5);
+        state.on_bar(Some(&encode(&b).expect("encode")));
+        let got = drain(&q);
+        assert_eq!(got.len(), 1);
+        let msg = &got[0];
+        assert_eq!(msg["type"], "bar");
+        assert_eq!(msg["channel"], "bars.NIFTY26DECFUT");
+        assert_eq!(msg["seq"], 1);
+        let mut expected = serde_json::to_value(&b).expect("json");
+        expected["tradingsymbol"] = "NIFTY26DECFUT".into();
+        assert_eq!(msg["data"], expected);
+        // The latest bar is waiting for Redis.
+        assert_eq!(state.snapshots.pending_len(), 1);
+    }
+
+    #[test]
+    fn ticks_go_to_the_symbol_channel() {
+        let (mut state, hub) = setup();
+        let q = subscribe(&hub, ChannelKind::Ticks, "ticks.NIFTY26DECFUT");
+        state.on_instrument(Some(
+            &encode(&instrument(1, "NIFTY26DECFUT")).expect("encode"),
+        ));
+        state.on_tick(Some(&encode(&tick(1)).expect("encode")));
+        state.on_tick(Some(&encode(&tick(1)).expect("encode")));
+        let got = drain(&q);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1]["type"], "tick");
+        assert_eq!(got[1]["seq"], 2);
+        assert_eq!(got[1]["data"]["ltp"], 26_010.05);
+        assert_eq!(got[1]["data"]["tradingsymbol"], "NIFTY26DECFUT");
+        assert_eq!(state.snapshots.pending_len(), 0, "ticks are not snapshotted");
+    }
+
+    #[test]
+    fn unknown_token_uses_the_fallback_channel() {
+        let (mut state, hub) = setup();
+        let q = subscribe(&hub, ChannelKind::Bars, "bars.777");
+        state.on_bar(Some(&encode(&bar(777, 1.0)).expect("encode")));
+        let got = drain(&q);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["channel"], "bars.777");
+        assert_eq!(got[0]["data"]["tradingsymbol"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn garbage_is_skipped_without_panicking() {
+        let (mut state, hub) = setup();
+        state.on_bar(Some(b"\xff\x00garbage"));
+        state.on_tick(None);
+        state.on_instrument(Some(b"\x01"));
+        state.on_instrument(None);
+        assert_eq!(hub.channel_count(), 0);
+    }
+
+    #[test]
+    fn consumer_configs_are_unique_and_never_commit() {
+        let a = consumer_config("b:1", Purpose::Live);
+        let b = consumer_config("b:1", Purpose::Instruments);
+        assert_ne!(a.get("group.id"), b.get("group.id"));
+        assert_eq!(a.get("enable.auto.commit"), Some("false"));
+        assert_eq!(b.get("enable.partition.eof"), Some("true"));
+    }
+}
