@@ -91,6 +91,15 @@ impl TickPublisher {
         Ok(())
     }
 
+    /// Dead-letters input that is not a tick at all (a malformed recorded line, say).
+    pub async fn reject_raw(&mut self, payload: &[u8], reason: &str, position: &str) -> Result<(), IngestError> {
+        self.rejected += 1;
+        metrics::counter!("ingest_rejected_total", "reason" => "malformed").increment(1);
+        let letter = DeadLetter { reason, stage: "ingest", source: None, position: Some(position) };
+        self.outbox.dead_letter(&self.dead_letters, None, payload, &letter)?;
+        Ok(())
+    }
+
     /// Waits until everything enqueued is acknowledged.
     pub async fn flush(&mut self) -> Result<(), IngestError> {
         self.outbox.flush().await?;

@@ -28,8 +28,8 @@ pub mod hub;
 pub mod protocol;
 pub mod queue;
 pub mod ready;
-pub mod server;
-pub mod session;
+mod server;
+mod session;
 pub mod snapshot;
 mod stats;
 
