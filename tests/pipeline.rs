@@ -51,7 +51,7 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
         other => panic!("an unauthenticated client must get 401, got {:?}", other.map(|(_, r)| r.status())),
     }
-    let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, "e2e", Duration::from_secs(300), vec![])
+    let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, "e2e", Duration::from_secs(120), vec![])
         .expect("minting a token");
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
         .await
@@ -93,8 +93,9 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     )
     .await;
     assert!(expected_bars >= 12 * 8, "the session spans several minutes for each instrument, got {expected_bars}");
-    let bars = eventually("every closed bar in bars_1m", Duration::from_secs(60), || async {
+    let bars = eventually(&format!("{expected_bars} closed bars in bars_1m"), Duration::from_secs(60), || async {
         let n = count(&db, "SELECT count(*) FROM bars_1m").await;
+        eprintln!("bars_1m holds {n} of {expected_bars}");
         (n >= expected_bars).then_some(n)
     })
     .await;

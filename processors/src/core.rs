@@ -57,6 +57,11 @@ impl TickProcessor {
         self.close_ready(out);
     }
 
+    /// Tells the core this instance owns `partition` (before it delivered anything).
+    pub fn on_assigned(&mut self, partition: i32) {
+        self.watermarks.assign(partition);
+    }
+
     /// Tells the core a partition has been quiet for the idle timeout.
     pub fn on_idle(&mut self, partition: i32, out: &mut Vec<Output>) {
         self.watermarks.mark_idle(partition);

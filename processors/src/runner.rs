@@ -88,6 +88,7 @@ pub async fn run(config: ProcessorConfig, shutdown: CancellationToken) -> Result
             _ = shutdown.cancelled() => break,
             _ = idle_check.tick() => {
                 let now = Instant::now();
+                track_assignment(&consumer, &names.ticks, &mut core, &mut last_seen, now)?;
                 for (&partition, seen) in &last_seen {
                     if now.duration_since(*seen) >= idle_timeout {
                         core.on_idle(partition, &mut outputs);
@@ -99,6 +100,7 @@ pub async fn run(config: ProcessorConfig, shutdown: CancellationToken) -> Result
             }
             msg = consumer.recv() => msg?,
         };
+        track_assignment(&consumer, &names.ticks, &mut core, &mut last_seen, Instant::now())?;
         let deadline = tokio::time::Instant::now() + batch_wait;
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         let mut message = Some(first);
@@ -128,6 +130,37 @@ pub async fn run(config: ProcessorConfig, shutdown: CancellationToken) -> Result
     }
     outbox.flush().await?;
     info!(late_ticks = core.late_ticks(), "processor stopped");
+    Ok(())
+}
+
+/// Registers newly assigned partitions with the core (they hold the watermark until they
+/// deliver or go idle) and forgets revoked ones. `assignment()` is a local call.
+fn track_assignment(
+    consumer: &StreamConsumer,
+    topic: &str,
+    core: &mut TickProcessor,
+    last_seen: &mut HashMap<i32, Instant>,
+    now: Instant,
+) -> Result<(), ProcessorError> {
+    let assigned: Vec<i32> = consumer
+        .assignment()?
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    for &partition in &assigned {
+        if let std::collections::hash_map::Entry::Vacant(slot) = last_seen.entry(partition) {
+            slot.insert(now);
+            core.on_assigned(partition);
+        }
+    }
+    last_seen.retain(|partition, _| {
+        let kept = assigned.contains(partition);
+        if !kept {
+            core.on_revoked(*partition);
+        }
+        kept
+    });
     Ok(())
 }
 

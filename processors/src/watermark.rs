@@ -19,7 +19,9 @@ pub struct Watermarks {
 
 #[derive(Debug, Clone, Copy)]
 struct PartitionClock {
-    max_event_ts: i64,
+    /// `None` until the partition delivers: an assigned partition that has not spoken yet
+    /// may still hold old data, so it holds the watermark back (until it is marked idle).
+    max_event_ts: Option<i64>,
     idle: bool,
 }
 
@@ -34,13 +36,16 @@ impl Watermarks {
         }
     }
 
+    /// Registers a partition this instance now owns; until it delivers or is marked idle,
+    /// no window can close past what it might still hold.
+    pub fn assign(&mut self, partition: i32) {
+        self.partitions.entry(partition).or_insert(PartitionClock { max_event_ts: None, idle: false });
+    }
+
     /// Records an event's time on its partition (and wakes the partition if it was idle).
     pub fn observe(&mut self, partition: i32, event_ts: i64) {
-        let clock = self.partitions.entry(partition).or_insert(PartitionClock {
-            max_event_ts: event_ts,
-            idle: false,
-        });
-        clock.max_event_ts = clock.max_event_ts.max(event_ts);
+        let clock = self.partitions.entry(partition).or_insert(PartitionClock { max_event_ts: None, idle: false });
+        clock.max_event_ts = Some(clock.max_event_ts.map_or(event_ts, |m| m.max(event_ts)));
         clock.idle = false;
     }
 
@@ -60,13 +65,13 @@ impl Watermarks {
     /// when every partition is idle, the maximum (the stream has drained, so everything
     /// seen so far is complete up to the lateness bound).
     pub fn advance(&mut self) -> Option<i64> {
-        let active = self
-            .partitions
-            .values()
-            .filter(|c| !c.idle)
-            .map(|c| c.max_event_ts)
-            .min();
-        let clock = active.or_else(|| self.partitions.values().map(|c| c.max_event_ts).max());
+        let mut active = self.partitions.values().filter(|c| !c.idle).peekable();
+        let clock = if active.peek().is_some() {
+            // An active partition without data yet yields None here and holds everything.
+            active.map(|c| c.max_event_ts).min().flatten()
+        } else {
+            self.partitions.values().filter_map(|c| c.max_event_ts).max()
+        };
         if let Some(clock) = clock {
             let candidate = clock.saturating_sub(self.allowed_lateness_micros);
             self.current = Some(self.current.map_or(candidate, |c| c.max(candidate)));
@@ -115,6 +120,19 @@ mod tests {
         // Partition 1 wakes up behind the watermark: it must not pull it back.
         w.observe(1, 320);
         assert_eq!(w.advance(), Some(490));
+    }
+
+    #[test]
+    fn assigned_partition_without_data_holds_until_idle() {
+        let mut w = Watermarks::new(0);
+        w.assign(1);
+        w.observe(0, 1_000);
+        assert_eq!(w.advance(), None, "partition 1 may still deliver older events");
+        w.mark_idle(1);
+        assert_eq!(w.advance(), Some(1_000));
+        w.observe(1, 2_000);
+        w.observe(0, 3_000);
+        assert_eq!(w.advance(), Some(2_000));
     }
 
     #[test]

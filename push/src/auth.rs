@@ -224,10 +224,15 @@ mod tests {
 
     #[test]
     fn tampered_payload_is_rejected() {
-        let token = mint(SECRET, "carol", Duration::from_secs(60), vec!["bars.*".into()])
-            .expect("mint");
-        let other = mint(SECRET, "mallory", Duration::from_secs(60), vec!["*".into()])
-            .expect("mint");
+        let token = mint(
+            SECRET,
+            "carol",
+            Duration::from_secs(60),
+            vec!["bars.*".into()],
+        )
+        .expect("mint");
+        let other =
+            mint(SECRET, "mallory", Duration::from_secs(60), vec!["*".into()]).expect("mint");
         let parts: Vec<&str> = token.split('.').collect();
         let other_parts: Vec<&str> = other.split('.').collect();
         // Carol's signature on Mallory's payload.

@@ -61,10 +61,7 @@ fn group_id(purpose: Purpose) -> String {
         Purpose::Instruments => "instruments",
         Purpose::Live => "live",
     };
-    format!(
-        "strikeflow-push-{}-{nanos:x}-{purpose}",
-        std::process::id()
-    )
+    format!("strikeflow-push-{}-{nanos:x}-{purpose}", std::process::id())
 }
 
 fn consumer_config(brokers: &str, purpose: Purpose) -> ClientConfig {
@@ -111,7 +108,8 @@ impl Feed {
         hub: Arc<Hub>,
         snapshots: Arc<SnapshotStore>,
     ) -> Result<Feed, KafkaError> {
-        let instruments: StreamConsumer = consumer_config(brokers, Purpose::Instruments).create()?;
+        let instruments: StreamConsumer =
+            consumer_config(brokers, Purpose::Instruments).create()?;
         let live: StreamConsumer = consumer_config(brokers, Purpose::Live).create()?;
         Ok(Feed {
             instruments,
@@ -184,7 +182,11 @@ impl Feed {
                     next_refresh = Instant::now() + if complete { REFRESH_EVERY } else { RETRY_EVERY };
                 }
                 msg = instruments.recv() => match msg {
-                    Ok(msg) => state.on_instrument(msg.payload()),
+                    Ok(msg) => {
+                        state.on_instrument(msg.payload());
+                        drop(msg);
+                        tokio::task::coop::consume_budget().await;
+                    }
                     Err(KafkaError::PartitionEOF(partition)) => {
                         eof.insert(partition);
                         if !caught_up && assigned_instruments.is_subset(&eof) {
@@ -208,6 +210,10 @@ impl Feed {
                         } else if topic == bars_topic {
                             state.on_bar(msg.payload());
                         }
+                        drop(msg);
+                        // librdkafka hands over buffered messages without ever returning
+                        // Pending; give the sessions' writers a turn now and then.
+                        tokio::task::coop::consume_budget().await;
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "live consumer error");
@@ -510,7 +516,7 @@ mod tests {
 
     fn setup() -> (FeedState, Arc<Hub>) {
         let hub = Arc::new(Hub::new());
-        let snapshots = Arc::new(SnapshotStore::new("redis://127.0.0.1:1").expect("url"));
+        let snapshots = Arc::new(SnapshotStore::new("redis://127.0.0.1:1", "").expect("url"));
         (FeedState::new(hub.clone(), snapshots), hub)
     }
 
@@ -564,7 +570,11 @@ mod tests {
         assert_eq!(got[1]["seq"], 2);
         assert_eq!(got[1]["data"]["ltp"], 26_010.05);
         assert_eq!(got[1]["data"]["tradingsymbol"], "NIFTY26DECFUT");
-        assert_eq!(state.snapshots.pending_len(), 0, "ticks are not snapshotted");
+        assert_eq!(
+            state.snapshots.pending_len(),
+            0,
+            "ticks are not snapshotted"
+        );
     }
 
     #[test]

@@ -315,7 +315,11 @@ mod tests {
         hub.subscribe(1, &slow, ChannelKind::Ticks, "ticks.X", None);
         hub.subscribe(2, &fast, ChannelKind::Ticks, "ticks.X", None);
         for i in 0..5 {
-            hub.publish(ChannelKind::Ticks, &name("ticks.X"), &format!(r#"{{"i":{i}}}"#));
+            hub.publish(
+                ChannelKind::Ticks,
+                &name("ticks.X"),
+                &format!(r#"{{"i":{i}}}"#),
+            );
         }
         assert!(slow_stop.is_cancelled());
         assert_eq!(
@@ -332,7 +336,11 @@ mod tests {
         let q = Arc::new(ClientQueue::new(2, stop.clone()));
         hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
         for i in 0..50 {
-            hub.publish(ChannelKind::Bars, &name("bars.X"), &format!(r#"{{"i":{i}}}"#));
+            hub.publish(
+                ChannelKind::Bars,
+                &name("bars.X"),
+                &format!(r#"{{"i":{i}}}"#),
+            );
         }
         assert!(!stop.is_cancelled());
         let got = drain(&q);

@@ -44,14 +44,15 @@ pub use server::PushServer;
 /// Configuration of the push stage.
 ///
 /// Deserialisable so the binary can load it from files and environment (figment); every
-/// field except the connection strings and the secret has a serde default.
+/// missing field takes its [`Default`] value (the local development setup), so a partial
+/// `[push]` section is fine. Push logs a warning when it runs with the development secret.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct PushConfig {
     /// Address the HTTP/WebSocket listener binds to (default `127.0.0.1:8080`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// HS256 secret that client JWTs must be signed with. Required when deserialised, so a
-    /// deployment can never run with the development secret by accident.
+    /// HS256 secret that client JWTs must be signed with.
     pub jwt_secret: String,
     /// Kafka bootstrap servers.
     pub brokers: String,
@@ -76,8 +77,11 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
+/// The development secret; anything public-facing must override it.
+pub(crate) const DEV_JWT_SECRET: &str = "strikeflow-dev-secret-change-me";
+
 fn default_jwt_secret() -> String {
-    "strikeflow-dev-secret-change-me".to_owned()
+    DEV_JWT_SECRET.to_owned()
 }
 
 fn default_brokers() -> String {
@@ -180,11 +184,12 @@ mod tests {
     }
 
     #[test]
-    fn config_requires_the_secret() {
-        let parsed: Result<PushConfig, _> = serde_json::from_str(
-            r#"{"brokers":"b:1","redis_url":"redis://r:1","database_url":"postgres://p/d"}"#,
-        );
-        assert!(parsed.is_err());
+    fn partial_config_takes_the_rest_from_default() {
+        let config: PushConfig = serde_json::from_str(r#"{"client_queue":7}"#).expect("parse");
+        assert_eq!(config.client_queue, 7);
+        assert_eq!(config.jwt_secret, DEV_JWT_SECRET);
+        assert_eq!(config.brokers, "127.0.0.1:19092");
+        assert_eq!(config.topics, Topics::default());
     }
 
     #[test]

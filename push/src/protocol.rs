@@ -61,7 +61,9 @@ impl ChannelKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
     /// The part before the dot is not `bars` or `ticks`.
-    #[error("unknown channel kind in {0:?} (expected bars.<tradingsymbol> or ticks.<tradingsymbol>)")]
+    #[error(
+        "unknown channel kind in {0:?} (expected bars.<tradingsymbol> or ticks.<tradingsymbol>)"
+    )]
     UnknownKind(String),
     /// Empty symbol, too long, or containing whitespace/control characters.
     #[error("invalid channel name {0:?}")]
@@ -138,37 +140,31 @@ pub enum ParseError {
     },
 }
 
-#[derive(Deserialize)]
-struct RawOp {
-    op: Option<serde_json::Value>,
-    channel: Option<serde_json::Value>,
-    token: Option<serde_json::Value>,
-}
-
 impl ClientOp {
     /// Parse one client text frame.
     pub fn parse(text: &str) -> Result<ClientOp, ParseError> {
-        let raw: RawOp =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
-        let Some(serde_json::Value::String(op)) = raw.op else {
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err(ParseError::Malformed("expected a JSON object".to_owned()));
+        };
+        let Some(serde_json::Value::String(op)) = fields.remove("op") else {
             return Err(ParseError::MissingOp);
         };
-        let string = |value: Option<serde_json::Value>, op: &'static str, field: &'static str| {
-            match value {
-                Some(serde_json::Value::String(s)) => Ok(s),
-                _ => Err(ParseError::MissingField { op, field }),
-            }
+        let mut string = |op: &'static str, field: &'static str| match fields.remove(field) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            _ => Err(ParseError::MissingField { op, field }),
         };
         match op.as_str() {
             "subscribe" => Ok(ClientOp::Subscribe {
-                channel: string(raw.channel, "subscribe", "channel")?,
+                channel: string("subscribe", "channel")?,
             }),
             "unsubscribe" => Ok(ClientOp::Unsubscribe {
-                channel: string(raw.channel, "unsubscribe", "channel")?,
+                channel: string("unsubscribe", "channel")?,
             }),
             "ping" => Ok(ClientOp::Ping),
             "auth" => Ok(ClientOp::Auth {
-                token: string(raw.token, "auth", "token")?,
+                token: string("auth", "token")?,
             }),
             _ => Err(ParseError::UnknownOp(op.chars().take(64).collect())),
         }
@@ -324,7 +320,10 @@ mod tests {
             parse_channel("bars"),
             Err(ChannelError::UnknownKind(_))
         ));
-        assert!(matches!(parse_channel("bars."), Err(ChannelError::Invalid(_))));
+        assert!(matches!(
+            parse_channel("bars."),
+            Err(ChannelError::Invalid(_))
+        ));
         assert!(matches!(
             parse_channel("bars.A B"),
             Err(ChannelError::Invalid(_))
@@ -334,7 +333,10 @@ mod tests {
             Err(ChannelError::Invalid(_))
         ));
         let long = format!("bars.{}", "X".repeat(MAX_CHANNEL_LEN));
-        assert!(matches!(parse_channel(&long), Err(ChannelError::Invalid(_))));
+        assert!(matches!(
+            parse_channel(&long),
+            Err(ChannelError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -342,13 +344,19 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&ServerMsg::Subscribed { channel: "bars.X" }.to_json())
                 .expect("json");
-        assert_eq!(v, serde_json::json!({"type":"subscribed","channel":"bars.X"}));
-        let v: serde_json::Value =
-            serde_json::from_str(&ServerMsg::Pong.to_json()).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"subscribed","channel":"bars.X"})
+        );
+        let v: serde_json::Value = serde_json::from_str(&ServerMsg::Pong.to_json()).expect("json");
         assert_eq!(v, serde_json::json!({"type":"pong"}));
-        let v: serde_json::Value =
-            serde_json::from_str(&ServerMsg::Error { message: "no \"x\"" }.to_json())
-                .expect("json");
+        let v: serde_json::Value = serde_json::from_str(
+            &ServerMsg::Error {
+                message: "no \"x\"",
+            }
+            .to_json(),
+        )
+        .expect("json");
         assert_eq!(v, serde_json::json!({"type":"error","message":"no \"x\""}));
     }
 

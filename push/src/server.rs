@@ -27,6 +27,9 @@ use crate::{session, stats, PushConfig, PushError};
 
 /// Largest frame or message a client may send; requests are tiny JSON objects.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Bytes tungstenite buffers per client before the writer must wait for the socket; with the
+/// client queue this bounds the memory a slow client can hold.
+const WRITE_BUFFER: usize = 64 * 1024;
 /// How long shutdown waits for sessions to send their close frames.
 const SESSION_DRAIN: Duration = Duration::from_secs(5);
 
@@ -83,7 +86,10 @@ impl PushServer {
             ));
         }
         let postgres: tokio_postgres::Config = config.database_url.parse()?;
-        let snapshots = Arc::new(SnapshotStore::new(&config.redis_url)?);
+        let snapshots = Arc::new(SnapshotStore::new(
+            &config.redis_url,
+            &config.topics.prefix,
+        )?);
         let hub = Arc::new(Hub::new());
         let feed = Feed::new(
             &config.brokers,
@@ -91,18 +97,20 @@ impl PushServer {
             hub.clone(),
             snapshots.clone(),
         )?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| PushError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| PushError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| PushError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| PushError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        if config.jwt_secret == crate::DEV_JWT_SECRET {
+            tracing::warn!("push is using the development JWT secret; set a real one outside dev");
+        }
         stats::describe();
         Ok(PushServer {
             listener,
@@ -233,6 +241,7 @@ async fn ws(
         Err(rejection) => return rejection.into_response(),
     };
     upgrade
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_failed_upgrade(|err| tracing::debug!(error = %err, "websocket upgrade failed"))
@@ -266,11 +275,17 @@ mod tests {
     fn bearer_token_parsing() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer_token(&headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc.def.ghi"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc.def.ghi"),
+        );
         assert_eq!(bearer_token(&headers).as_deref(), Some("abc.def.ghi"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  x"));
         assert_eq!(bearer_token(&headers).as_deref(), Some("x"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic dXNlcg=="));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcg=="),
+        );
         assert_eq!(bearer_token(&headers), None);
     }
 }

@@ -247,8 +247,7 @@ impl Reader<'_> {
         if !self.claims.allows(&channel) {
             return self.error(&format!("channel {channel:?} is not allowed by your token"));
         }
-        if !self.subscriptions.contains(&channel) && self.subscriptions.len() >= MAX_SUBSCRIPTIONS
-        {
+        if !self.subscriptions.contains(&channel) && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return self.error(&format!(
                 "too many subscriptions (at most {MAX_SUBSCRIPTIONS})"
             ));

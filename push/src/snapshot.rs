@@ -2,8 +2,10 @@
 //!
 //! The hub already holds the latest bar in memory for subscribers of this process; Redis is
 //! what a freshly (re)started push instance has before its first live bar, since push reads
-//! bars from the live end of the topic. Keys are `strikeflow:last:<channel>`; values are the
-//! exact message sent to clients, sequence number included.
+//! bars from the live end of the topic. Keys are `strikeflow:last:<topic prefix><channel>`
+//! (plain `strikeflow:last:<channel>` in production, where the prefix is empty), so
+//! deployments that share a Kafka cluster through topic prefixes share no snapshots either;
+//! values are the exact message sent to clients, sequence number included.
 //!
 //! Writes never sit on the fan-out path: the feed drops the latest bar into a pending map
 //! (newer replaces older, so it is bounded by the number of channels) and a writer task
@@ -55,26 +57,29 @@ pub enum SnapshotError {
     },
 }
 
-/// The Redis key for `channel`.
-pub fn key(channel: &str) -> String {
-    format!("{KEY_PREFIX}{channel}")
+/// The Redis key for `channel` in the deployment whose topics are prefixed with `namespace`.
+pub fn key(namespace: &str, channel: &str) -> String {
+    format!("{KEY_PREFIX}{namespace}{channel}")
 }
 
 /// Redis-backed store of the latest message per channel, with a lazily (re)connected
 /// multiplexed connection.
 pub struct SnapshotStore {
     client: redis::Client,
+    namespace: String,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     pending: Mutex<HashMap<Arc<str>, Utf8Bytes>>,
     dirty: Notify,
 }
 
 impl SnapshotStore {
-    /// A store for the Redis at `url`. Does not connect yet (so a down Redis does not stop
-    /// push from starting); fails only if the URL is invalid.
-    pub fn new(url: &str) -> Result<SnapshotStore, redis::RedisError> {
+    /// A store for the Redis at `url`, with keys under `namespace` (the topic prefix). Does
+    /// not connect yet (so a down Redis does not stop push from starting); fails only if the
+    /// URL is invalid.
+    pub fn new(url: &str, namespace: &str) -> Result<SnapshotStore, redis::RedisError> {
         Ok(SnapshotStore {
             client: redis::Client::open(url)?,
+            namespace: namespace.to_owned(),
             conn: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             dirty: Notify::new(),
@@ -149,7 +154,7 @@ impl SnapshotStore {
 
     /// Read the stored latest message of `channel`, if any.
     pub async fn load(&self, channel: &str) -> Result<Option<Snapshot>, SnapshotError> {
-        let key = key(channel);
+        let key = key(&self.namespace, channel);
         let value: Option<String> = self
             .query(async |conn| redis::cmd("GET").arg(&key).query_async(conn).await)
             .await?;
@@ -224,7 +229,7 @@ impl SnapshotStore {
         let mut pipe = redis::pipe();
         for (channel, message) in &batch {
             pipe.cmd("SET")
-                .arg(key(channel))
+                .arg(key(&self.namespace, channel))
                 .arg(message.as_str())
                 .arg("EX")
                 .arg(SNAPSHOT_TTL.as_secs())
@@ -254,21 +259,25 @@ mod tests {
     #[test]
     fn keys_follow_the_documented_layout() {
         assert_eq!(
-            key("bars.NIFTY26DECFUT"),
+            key("", "bars.NIFTY26DECFUT"),
             "strikeflow:last:bars.NIFTY26DECFUT"
+        );
+        assert_eq!(
+            key("t1.", "bars.NIFTY26DECFUT"),
+            "strikeflow:last:t1.bars.NIFTY26DECFUT"
         );
     }
 
     #[test]
     fn invalid_url_is_rejected_without_connecting() {
-        assert!(SnapshotStore::new("not a url").is_err());
-        assert!(SnapshotStore::new("redis://127.0.0.1:1").is_ok());
+        assert!(SnapshotStore::new("not a url", "").is_err());
+        assert!(SnapshotStore::new("redis://127.0.0.1:1", "").is_ok());
     }
 
     #[tokio::test]
     async fn pending_keeps_only_the_newest_per_channel_and_survives_failures() {
         // Port 1: nothing listens, so the flush fails fast and must keep the bars.
-        let store = SnapshotStore::new("redis://127.0.0.1:1").expect("url");
+        let store = SnapshotStore::new("redis://127.0.0.1:1", "").expect("url");
         let ch: Arc<str> = Arc::from("bars.X");
         store.store(&ch, Utf8Bytes::from("old"));
         store.store(&ch, Utf8Bytes::from("new"));

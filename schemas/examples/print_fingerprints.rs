@@ -4,7 +4,12 @@ use strikeflow_schemas::{try_fingerprint, AvroRecord, Bar, CodecError, Instrumen
 
 fn show<T: AvroRecord>() -> Result<(), CodecError> {
     let codec = T::schema_codec()?;
-    println!("{} {:#018x}\n  {}", T::NAME, try_fingerprint::<T>()?, codec.canonical_form());
+    println!(
+        "{} {:#018x}\n  {}",
+        T::NAME,
+        try_fingerprint::<T>()?,
+        codec.canonical_form()
+    );
     Ok(())
 }
 

@@ -242,9 +242,9 @@ fn write_named(
                 let fname = field.get("name").and_then(Value::as_str).ok_or_else(|| {
                     schema_err(format!("a field of record {full} has no \"name\""))
                 })?;
-                let ftype = field.get("type").ok_or_else(|| {
-                    schema_err(format!("field {full}.{fname} has no \"type\""))
-                })?;
+                let ftype = field
+                    .get("type")
+                    .ok_or_else(|| schema_err(format!("field {full}.{fname} has no \"type\"")))?;
                 out.push_str("{\"name\":");
                 write_json_str(fname, out)?;
                 out.push_str(",\"type\":");
@@ -383,7 +383,7 @@ mod tests {
             "doc": "top", "fields": [
               {"type": {"symbols": ["A", "B"], "name": "E", "type": "enum", "default": "A"}, "name": "e"},
               {"name": "e2", "type": "E"},
-              {"name": "f", "type": {"type": "fixed", "name": "other.F", "size": 0016, "aliases": ["x"]}},
+              {"name": "f", "type": {"type": "fixed", "name": "other.F", "size": 16, "aliases": ["x"]}},
               {"name": "f2", "type": "other.F"},
               {"name": "m", "type": {"type": "map", "values": {"type": "record", "name": "Inner",
                   "namespace": "", "fields": []}}},
@@ -413,7 +413,10 @@ mod tests {
     fn strings_are_unescaped_utf8() {
         let pcf = canonical_form(r#"{"type":"enum","name":"\u00e9t\u00e9","symbols":["A"]}"#)
             .expect("pcf");
-        assert_eq!(pcf, "{\"name\":\"été\",\"type\":\"enum\",\"symbols\":[\"A\"]}");
+        assert_eq!(
+            pcf,
+            "{\"name\":\"été\",\"type\":\"enum\",\"symbols\":[\"A\"]}"
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub enum CodecError {
     #[error("not an Avro single-object message (missing C3 01 marker or shorter than 10 bytes)")]
     NotSingleObject,
     /// The header carries the fingerprint of a schema other than the one asked for.
-    #[error("message fingerprint {found:#018x} is not the fingerprint of {record} ({expected:#018x})")]
+    #[error(
+        "message fingerprint {found:#018x} is not the fingerprint of {record} ({expected:#018x})"
+    )]
     UnknownFingerprint {
         /// Fingerprint found in the message header.
         found: u64,
@@ -111,8 +113,8 @@ macro_rules! impl_avro_record {
             const NAME: &'static str = $name;
             const SCHEMA_JSON: &'static str = $schema;
 
-            fn schema_codec() -> ::std::result::Result<&'static $crate::SchemaCodec, $crate::CodecError>
-            {
+            fn schema_codec(
+            ) -> ::std::result::Result<&'static $crate::SchemaCodec, $crate::CodecError> {
                 static CODEC: ::std::sync::OnceLock<
                     ::std::result::Result<$crate::SchemaCodec, ::std::string::String>,
                 > = ::std::sync::OnceLock::new();
@@ -162,7 +164,8 @@ impl SchemaCodec {
     pub fn build(name: &'static str, schema_json: &str) -> Result<Self, CodecError> {
         let canonical_form = canonical_form(schema_json)?;
         let fingerprint = rabin_fingerprint(canonical_form.as_bytes());
-        let schema = Schema::parse_str(schema_json).map_err(|e| CodecError::Schema(e.to_string()))?;
+        let schema =
+            Schema::parse_str(schema_json).map_err(|e| CodecError::Schema(e.to_string()))?;
         let full_name = match &schema {
             Schema::Record(record) => record.name.fullname(None),
             other => {

@@ -14,8 +14,7 @@ pub use codec::{
     CodecError, SchemaCodec, HEADER_LEN, SINGLE_OBJECT_MARKER,
 };
 pub use model::{
-    date_from_days, days_from_date, Bar, ChainKey, ChainKeyError, Instrument, InstrumentType,
-    Tick,
+    date_from_days, days_from_date, Bar, ChainKey, ChainKeyError, Instrument, InstrumentType, Tick,
 };
 pub use topics::{TopicSpec, Topics};
 

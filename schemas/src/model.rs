@@ -179,7 +179,9 @@ impl ChainKey {
         }
         let expiry = match expiry {
             None => None,
-            Some(text) => Some(parse_expiry(text).ok_or_else(|| ChainKeyError::InvalidExpiry(s.to_owned()))?),
+            Some(text) => {
+                Some(parse_expiry(text).ok_or_else(|| ChainKeyError::InvalidExpiry(s.to_owned()))?)
+            }
         };
         Ok(Self::new(underlying, expiry))
     }
@@ -260,7 +262,15 @@ mod tests {
 
     #[test]
     fn chain_key_rejects_bad_input() {
-        for bad in ["", ":2026-12-29", "NIFTY:", "NIFTY:2026-1-5", "NIFTY:tomorrow", "NIFTY:20816", "A:2026-12-29:x"] {
+        for bad in [
+            "",
+            ":2026-12-29",
+            "NIFTY:",
+            "NIFTY:2026-1-5",
+            "NIFTY:tomorrow",
+            "NIFTY:20816",
+            "A:2026-12-29:x",
+        ] {
             assert!(ChainKey::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -139,7 +139,11 @@ fn instrument_wire_bytes_are_exact() {
 
     let none = Instrument { expiry: None, ..i };
     let bytes = encode(&none).expect("encode");
-    assert_eq!(bytes[HEADER_LEN + 3 + 2 + 2 + 8], 0, "null branch of the expiry union");
+    assert_eq!(
+        bytes[HEADER_LEN + 3 + 2 + 2 + 8],
+        0,
+        "null branch of the expiry union"
+    );
     assert_eq!(decode::<Instrument>(&bytes).expect("decode"), none);
 }
 
@@ -162,7 +166,10 @@ fn wrong_fingerprint_is_unknown_fingerprint() {
             expected,
             record,
         }) => {
-            assert_eq!((found, expected, record), (TICK_FP, BAR_FP, "strikeflow.Bar"));
+            assert_eq!(
+                (found, expected, record),
+                (TICK_FP, BAR_FP, "strikeflow.Bar")
+            );
         }
         other => panic!("expected UnknownFingerprint, got {other:?}"),
     }
@@ -170,17 +177,29 @@ fn wrong_fingerprint_is_unknown_fingerprint() {
     flipped[9] ^= 0x01;
     assert!(matches!(
         decode::<Tick>(&flipped),
-        Err(CodecError::UnknownFingerprint { record: "strikeflow.Tick", .. })
+        Err(CodecError::UnknownFingerprint {
+            record: "strikeflow.Tick",
+            ..
+        })
     ));
 }
 
 #[test]
 fn missing_marker_is_not_single_object() {
     let mut bytes = encode(&sample_tick()).expect("encode");
-    assert!(matches!(decode::<Tick>(&[]), Err(CodecError::NotSingleObject)));
-    assert!(matches!(decode::<Tick>(&bytes[..9]), Err(CodecError::NotSingleObject)));
+    assert!(matches!(
+        decode::<Tick>(&[]),
+        Err(CodecError::NotSingleObject)
+    ));
+    assert!(matches!(
+        decode::<Tick>(&bytes[..9]),
+        Err(CodecError::NotSingleObject)
+    ));
     bytes[1] = 0x02;
-    assert!(matches!(decode::<Tick>(&bytes), Err(CodecError::NotSingleObject)));
+    assert!(matches!(
+        decode::<Tick>(&bytes),
+        Err(CodecError::NotSingleObject)
+    ));
 }
 
 #[test]
@@ -198,25 +217,44 @@ fn invalid_bodies_are_malformed() {
     bad_enum.extend_from_slice(&0f64.to_le_bytes());
     bad_enum.extend_from_slice(&0f64.to_le_bytes());
     bad_enum.extend_from_slice(&[2, 18, 0, 0]);
-    assert!(matches!(decode::<Instrument>(&bad_enum), Err(CodecError::Malformed { .. })), "{:?}", decode::<Instrument>(&bad_enum));
+    assert!(
+        matches!(
+            decode::<Instrument>(&bad_enum),
+            Err(CodecError::Malformed { .. })
+        ),
+        "{:?}",
+        decode::<Instrument>(&bad_enum)
+    );
     // Union branch 2 of a 2-branch union.
     let mut bad_union = header(INSTRUMENT_FP);
     bad_union.extend_from_slice(&[2, 2, 0, 0]);
     bad_union.extend_from_slice(&0f64.to_le_bytes());
     bad_union.extend_from_slice(&[4, 0]);
-    assert!(matches!(decode::<Instrument>(&bad_union), Err(CodecError::Malformed { .. })));
+    assert!(matches!(
+        decode::<Instrument>(&bad_union),
+        Err(CodecError::Malformed { .. })
+    ));
     // Invalid UTF-8 in a string.
     let mut bad_utf8 = header(INSTRUMENT_FP);
     bad_utf8.extend_from_slice(&[2, 2, 2, 0xFF]);
-    assert!(matches!(decode::<Instrument>(&bad_utf8), Err(CodecError::Malformed { .. })));
+    assert!(matches!(
+        decode::<Instrument>(&bad_utf8),
+        Err(CodecError::Malformed { .. })
+    ));
     // Negative string length.
     let mut neg_len = header(INSTRUMENT_FP);
     neg_len.extend_from_slice(&[2, 2, 1]);
-    assert!(matches!(decode::<Instrument>(&neg_len), Err(CodecError::Malformed { .. })));
+    assert!(matches!(
+        decode::<Instrument>(&neg_len),
+        Err(CodecError::Malformed { .. })
+    ));
     // Varint longer than 10 bytes.
     let mut long_varint = header(TICK_FP);
     long_varint.extend_from_slice(&[0xFF; 11]);
-    assert!(matches!(decode::<Tick>(&long_varint), Err(CodecError::Malformed { .. })));
+    assert!(matches!(
+        decode::<Tick>(&long_varint),
+        Err(CodecError::Malformed { .. })
+    ));
     // int field (tick_count) holding a value outside i32.
     let mut big_int = header(BAR_FP);
     for _ in 0..3 {
@@ -228,7 +266,10 @@ fn invalid_bodies_are_malformed() {
     zigzag(1, &mut big_int);
     zigzag(1, &mut big_int);
     zigzag(i64::from(i32::MAX) + 1, &mut big_int);
-    assert!(matches!(decode::<Bar>(&big_int), Err(CodecError::Malformed { .. })));
+    assert!(matches!(
+        decode::<Bar>(&big_int),
+        Err(CodecError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -237,7 +278,10 @@ fn trailing_bytes_are_reported() {
     bytes.extend_from_slice(&[0, 0, 0]);
     assert!(matches!(
         decode::<Tick>(&bytes),
-        Err(CodecError::TrailingBytes { record: "strikeflow.Tick", extra: 3 })
+        Err(CodecError::TrailingBytes {
+            record: "strikeflow.Tick",
+            extra: 3
+        })
     ));
 }
 
@@ -276,8 +320,7 @@ struct Misnamed {
 
 impl AvroRecord for Misnamed {
     const NAME: &'static str = "test.Other";
-    const SCHEMA_JSON: &'static str =
-        r#"{"type":"record","name":"Misnamed","namespace":"test","fields":[{"name":"at","type":"long"}]}"#;
+    const SCHEMA_JSON: &'static str = r#"{"type":"record","name":"Misnamed","namespace":"test","fields":[{"name":"at","type":"long"}]}"#;
 }
 
 #[test]
@@ -295,9 +338,18 @@ fn default_registry_codec_works_for_other_types() {
 
 #[test]
 fn schema_name_mismatch_is_a_schema_error() {
-    assert!(matches!(try_fingerprint::<Misnamed>(), Err(CodecError::Schema(_))));
-    assert!(matches!(encode(&Misnamed { at: 1 }), Err(CodecError::Schema(_))));
-    assert!(matches!(decode::<Misnamed>(&[0xC3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2]), Err(CodecError::Schema(_))));
+    assert!(matches!(
+        try_fingerprint::<Misnamed>(),
+        Err(CodecError::Schema(_))
+    ));
+    assert!(matches!(
+        encode(&Misnamed { at: 1 }),
+        Err(CodecError::Schema(_))
+    ));
+    assert!(matches!(
+        decode::<Misnamed>(&[0xC3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
+        Err(CodecError::Schema(_))
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,7 +436,10 @@ fn check_round_trip_and_damage<T: AvroRecord + PartialEq + std::fmt::Debug>(
     let bytes = encode(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&bytes[..2], &[0xC3, 0x01]);
     prop_assert_eq!(&bytes[2..10], &fingerprint::<T>().to_le_bytes());
-    prop_assert_eq!(&decode::<T>(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, value);
+    prop_assert_eq!(
+        &decode::<T>(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?,
+        value
+    );
     for cut in 0..bytes.len() {
         match decode::<T>(&bytes[..cut]) {
             Err(CodecError::NotSingleObject) => prop_assert!(cut < HEADER_LEN),

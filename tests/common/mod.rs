@@ -37,8 +37,17 @@ pub struct Sandbox {
     pub name: String,
 }
 
+/// Routes the stages' logs to the test output, filtered by `RUST_LOG` (quiet by default).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 impl Sandbox {
     pub async fn new(label: &str) -> Sandbox {
+        init_logs();
         let services = services();
         let id: u32 = rand::rng().random();
         let name = format!("sf_{label}_{id:08x}");

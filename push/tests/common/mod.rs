@@ -234,9 +234,7 @@ pub async fn send_json(ws: &mut Ws, value: Value) {
 }
 
 pub async fn send_text(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text.to_owned()))
-        .await
-        .expect("send");
+    ws.send(Message::text(text.to_owned())).await.expect("send");
 }
 
 /// What the next data-bearing frame was.
