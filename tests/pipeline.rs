@@ -51,7 +51,7 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
         other => panic!("an unauthenticated client must get 401, got {:?}", other.map(|(_, r)| r.status())),
     }
-    let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, "e2e", Duration::from_secs(120), vec![])
+    let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, "e2e", Duration::from_secs(600), vec![])
         .expect("minting a token");
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
         .await
@@ -63,6 +63,16 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["type"], "subscribed", "{reply}");
     assert_eq!(reply["channel"], channel.as_str());
+    // Keep reading (which also answers the server's pings) while the pipeline runs.
+    let (pushed, mut received_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = next_json(&mut ws).await;
+            if pushed.send(msg).is_err() {
+                break;
+            }
+        }
+    });
 
     let report = strikeflow_ingest::run_simulation(config.simulate(), shutdown.clone())
         .await
@@ -114,8 +124,12 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     // The authenticated client got bars for its channel, matching the stored rows.
     let mut received = 0;
     while received < 3 {
-        let msg = next_json(&mut ws).await;
+        let msg = tokio::time::timeout(Duration::from_secs(60), received_rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {received} bar messages on {channel} within 60 s"))
+            .expect("the reader is alive");
         if msg["type"] != "bar" {
+            eprintln!("skipping {msg}");
             continue;
         }
         assert_eq!(msg["channel"], channel.as_str());
@@ -133,6 +147,7 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
         received += 1;
     }
 
+    reader.abort();
     shutdown.cancel();
     processor.await.unwrap().expect("processor stops cleanly");
     sink.await.unwrap().expect("sink stops cleanly");

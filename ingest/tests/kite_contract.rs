@@ -11,7 +11,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use strikeflow_ingest::kite::decode::{
-    decode_frame, encode_frame, is_tradable, price_divisor, DepthLevel, Full, Index, Ltp, Packet, Quote, HEARTBEAT,
+    decode_frame, encode_frame, is_tradable, price_divisor, DepthLevel, Full, Index, Ltp, Packet,
+    Quote, HEARTBEAT,
 };
 
 fn python() -> String {
@@ -44,7 +45,10 @@ fn random_packet(rng: &mut SmallRng, kind: usize) -> Packet {
     let p = |rng: &mut SmallRng| f64::from(raw(rng)) / price_divisor(t);
     let timestamp = |rng: &mut SmallRng| rng.random_range(1_500_000_000..2_100_000_000u32);
     match kind {
-        0 => Packet::Ltp(Ltp { token: t, ltp: p(rng) }),
+        0 => Packet::Ltp(Ltp {
+            token: t,
+            ltp: p(rng),
+        }),
         1 | 2 => {
             let t = token(rng, 9); // index packets come from the indices segment
             let p = |rng: &mut SmallRng| f64::from(raw(rng)) / price_divisor(t);
@@ -121,7 +125,9 @@ fn frames() -> Vec<Vec<u8>> {
 }
 
 fn float(v: &Value, path: &str) -> f64 {
-    let field = v.pointer(path).unwrap_or_else(|| panic!("no {path} in {v}"));
+    let field = v
+        .pointer(path)
+        .unwrap_or_else(|| panic!("no {path} in {v}"));
     match field {
         // The script prints floats as repr() strings: parsing gives back the exact double.
         Value::String(s) => s.parse().unwrap_or_else(|e| panic!("{path} = {s:?}: {e}")),
@@ -132,7 +138,9 @@ fn float(v: &Value, path: &str) -> f64 {
 }
 
 fn int(v: &Value, path: &str) -> u64 {
-    v.pointer(path).and_then(Value::as_u64).unwrap_or_else(|| panic!("no integer {path} in {v}"))
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no integer {path} in {v}"))
 }
 
 /// kiteconnect's derived `change`: percent change of the last price over the close.
@@ -212,7 +220,9 @@ fn compare(ours: &Packet, py: &Value, ctx: &str) {
                 assert_eq!(int(py, path), u64::from(value), "{ctx} {path}");
             }
             for (side, levels) in [("buy", &f.bids), ("sell", &f.asks)] {
-                let theirs = py["depth"][side].as_array().unwrap_or_else(|| panic!("{ctx}: no depth.{side}"));
+                let theirs = py["depth"][side]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{ctx}: no depth.{side}"));
                 assert_eq!(theirs.len(), levels.len(), "{ctx} depth.{side}");
                 for (n, (level, py_level)) in levels.iter().zip(theirs).enumerate() {
                     let ctx = format!("{ctx} depth.{side}[{n}]");
@@ -252,13 +262,19 @@ fn decoder_agrees_with_kiteconnect_parse_binary_field_by_field() {
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let parsed: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let parsed: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(parsed.len(), frames.len(), "one line per frame");
 
     let mut compared = std::collections::BTreeMap::<&str, usize>::new();
     for (n, (frame, theirs)) in frames.iter().zip(&parsed).enumerate() {
-        let ours: Vec<Packet> =
-            decode_frame(frame).unwrap().into_iter().filter(|p| !matches!(p, Packet::Unknown(_))).collect();
+        let ours: Vec<Packet> = decode_frame(frame)
+            .unwrap()
+            .into_iter()
+            .filter(|p| !matches!(p, Packet::Unknown(_)))
+            .collect();
         let theirs = theirs.as_array().unwrap();
         assert_eq!(ours.len(), theirs.len(), "frame {n}: packet count");
         for (i, (packet, py)) in ours.iter().zip(theirs).enumerate() {
@@ -275,7 +291,10 @@ fn decoder_agrees_with_kiteconnect_parse_binary_field_by_field() {
         }
     }
     for kind in ["ltp", "index quote", "index full", "quote", "full"] {
-        assert!(compared.get(kind).copied().unwrap_or(0) >= 20, "too few {kind} packets compared: {compared:?}");
+        assert!(
+            compared.get(kind).copied().unwrap_or(0) >= 20,
+            "too few {kind} packets compared: {compared:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

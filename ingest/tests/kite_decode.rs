@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use strikeflow_ingest::kite::decode::{
-    decode_frame, encode_frame, is_heartbeat, price_divisor, DecodeError, DepthLevel, Full, Index, Ltp, Packet,
-    Quote, HEARTBEAT,
+    decode_frame, encode_frame, is_heartbeat, price_divisor, DecodeError, DepthLevel, Full, Index,
+    Ltp, Packet, Quote, HEARTBEAT,
 };
 use strikeflow_ingest::kite::{packet_from_tick, TickAssembler};
 use strikeflow_schemas::Tick;
@@ -28,7 +28,9 @@ fn frame(packets: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn golden_quote_bytes() -> Vec<u8> {
-    words(&[OPTION, 10_505, 65, 10_412, 1_234_500, 50_000, 60_000, 9_800, 11_000, 9_500, 9_000])
+    words(&[
+        OPTION, 10_505, 65, 10_412, 1_234_500, 50_000, 60_000, 9_800, 11_000, 9_500, 9_000,
+    ])
 }
 
 fn golden_quote() -> Quote {
@@ -49,7 +51,13 @@ fn golden_quote() -> Quote {
 
 fn golden_full_bytes() -> Vec<u8> {
     let mut p = golden_quote_bytes();
-    p.extend(words(&[1_764_926_095, 3_448_575, 3_500_000, 3_400_000, 1_764_926_100]));
+    p.extend(words(&[
+        1_764_926_095,
+        3_448_575,
+        3_500_000,
+        3_400_000,
+        1_764_926_100,
+    ]));
     let levels: [(u32, u32, u16); 10] = [
         (650, 10_500, 3),
         (1_300, 10_495, 5),
@@ -76,15 +84,37 @@ fn golden_full_bytes() -> Vec<u8> {
 fn golden_ltp_packet() {
     let bytes = frame(&[words(&[NIFTY_INDEX, 2_450_050])]);
     assert_eq!(bytes.len(), 2 + 2 + 8);
-    assert_eq!(decode_frame(&bytes), Ok(vec![Packet::Ltp(Ltp { token: NIFTY_INDEX, ltp: 24_500.5 })]));
+    assert_eq!(
+        decode_frame(&bytes),
+        Ok(vec![Packet::Ltp(Ltp {
+            token: NIFTY_INDEX,
+            ltp: 24_500.5
+        })])
+    );
 }
 
 #[test]
 fn golden_index_quote_and_full_packets_read_high_low_before_open_close() {
-    let quote = words(&[NIFTY_INDEX, 2_450_050, 2_460_000, 2_440_000, 2_445_000, 2_430_000, 20_050]);
+    let quote = words(&[
+        NIFTY_INDEX,
+        2_450_050,
+        2_460_000,
+        2_440_000,
+        2_445_000,
+        2_430_000,
+        20_050,
+    ]);
     let mut full = quote.clone();
     full.extend(words(&[1_764_926_100]));
-    let negative_change = words(&[NIFTY_INDEX, 2_420_000, 2_460_000, 2_410_000, 2_445_000, 2_430_000, (-1_000i32) as u32]);
+    let negative_change = words(&[
+        NIFTY_INDEX,
+        2_420_000,
+        2_460_000,
+        2_410_000,
+        2_445_000,
+        2_430_000,
+        (-1_000i32) as u32,
+    ]);
     let packets = decode_frame(&frame(&[quote, full, negative_change])).unwrap();
     let expected = Index {
         token: NIFTY_INDEX,
@@ -98,9 +128,17 @@ fn golden_index_quote_and_full_packets_read_high_low_before_open_close() {
     };
     assert_eq!(packets[0], Packet::Index(expected.clone()));
     assert_eq!(packets[0].mode(), Some("quote"));
-    assert_eq!(packets[1], Packet::Index(Index { exchange_timestamp: Some(1_764_926_100), ..expected }));
+    assert_eq!(
+        packets[1],
+        Packet::Index(Index {
+            exchange_timestamp: Some(1_764_926_100),
+            ..expected
+        })
+    );
     assert_eq!(packets[1].mode(), Some("full"));
-    let Packet::Index(third) = &packets[2] else { panic!("{:?}", packets[2]) };
+    let Packet::Index(third) = &packets[2] else {
+        panic!("{:?}", packets[2])
+    };
     assert_eq!(third.change, -10.0, "the change field is signed");
 }
 
@@ -114,16 +152,36 @@ fn golden_quote_packet() {
 #[test]
 fn golden_full_packet_with_depth() {
     let packets = decode_frame(&frame(&[golden_full_bytes()])).unwrap();
-    let Packet::Full(full) = &packets[0] else { panic!("{:?}", packets[0]) };
+    let Packet::Full(full) = &packets[0] else {
+        panic!("{:?}", packets[0])
+    };
     assert_eq!(full.quote, golden_quote());
     assert_eq!(
-        (full.last_trade_time, full.oi, full.oi_day_high, full.oi_day_low, full.exchange_timestamp),
-        (1_764_926_095, 3_448_575, 3_500_000, 3_400_000, 1_764_926_100)
+        (
+            full.last_trade_time,
+            full.oi,
+            full.oi_day_high,
+            full.oi_day_low,
+            full.exchange_timestamp
+        ),
+        (
+            1_764_926_095,
+            3_448_575,
+            3_500_000,
+            3_400_000,
+            1_764_926_100
+        )
     );
     let level = |qty, price, orders| DepthLevel { qty, price, orders };
     assert_eq!(
         full.bids,
-        [level(650, 105.0, 3), level(1_300, 104.95, 5), level(195, 104.9, 1), level(0, 0.0, 0), level(65, 104.0, 1)]
+        [
+            level(650, 105.0, 3),
+            level(1_300, 104.95, 5),
+            level(195, 104.9, 1),
+            level(0, 0.0, 0),
+            level(65, 104.0, 1)
+        ]
     );
     assert_eq!(
         full.asks,
@@ -152,7 +210,16 @@ fn price_divisor_follows_the_segment_like_kiteconnect() {
         words(&[0x100C, 123_456]),
     ]))
     .unwrap();
-    let ltps: Vec<f64> = packets.iter().map(|p| if let Packet::Ltp(l) = p { l.ltp } else { f64::NAN }).collect();
+    let ltps: Vec<f64> = packets
+        .iter()
+        .map(|p| {
+            if let Packet::Ltp(l) = p {
+                l.ltp
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
     assert_eq!(ltps, vec![83.50125, 83.5012, 12.3456]);
 }
 
@@ -167,8 +234,14 @@ fn several_packets_of_every_kind_in_one_frame_decode_in_order() {
     ]);
     let packets = decode_frame(&bytes).unwrap();
     let kinds: Vec<Option<&str>> = packets.iter().map(Packet::mode).collect();
-    assert_eq!(kinds, vec![Some("ltp"), Some("full"), None, Some("quote"), Some("full")]);
-    assert_eq!(packets[2], Packet::Unknown(vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    assert_eq!(
+        kinds,
+        vec![Some("ltp"), Some("full"), None, Some("quote"), Some("full")]
+    );
+    assert_eq!(
+        packets[2],
+        Packet::Unknown(vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    );
     assert_eq!(packets[2].token(), Some(0x0102_0304));
     // Re-encoding gives the same bytes, except the full packet's padding (written as zeros).
     let mut expected = bytes.clone();
@@ -195,29 +268,67 @@ fn broken_framing_is_a_typed_error() {
     // Declares 3 packets, holds 2: ends where the third length should be.
     let mut more = good.clone();
     more[1] = 3;
-    assert_eq!(decode_frame(&more), Err(DecodeError::TruncatedLength { packet: 2, available: 0 }));
+    assert_eq!(
+        decode_frame(&more),
+        Err(DecodeError::TruncatedLength {
+            packet: 2,
+            available: 0
+        })
+    );
     // One byte of a length.
     let mut half = more.clone();
     half.push(0);
-    assert_eq!(decode_frame(&half), Err(DecodeError::TruncatedLength { packet: 2, available: 1 }));
+    assert_eq!(
+        decode_frame(&half),
+        Err(DecodeError::TruncatedLength {
+            packet: 2,
+            available: 1
+        })
+    );
     // A packet longer than what is left.
     assert_eq!(
         decode_frame(&good[..good.len() - 3]),
-        Err(DecodeError::TruncatedPacket { packet: 1, declared: 8, available: 5 })
+        Err(DecodeError::TruncatedPacket {
+            packet: 1,
+            declared: 8,
+            available: 5
+        })
     );
     // Bytes after the declared packets.
     let mut long = good.clone();
     long.extend([1, 2, 3]);
-    assert_eq!(decode_frame(&long), Err(DecodeError::TrailingBytes { packets: 2, extra: 3 }));
+    assert_eq!(
+        decode_frame(&long),
+        Err(DecodeError::TrailingBytes {
+            packets: 2,
+            extra: 3
+        })
+    );
     let mut fewer = good.clone();
     fewer[1] = 1;
-    assert_eq!(decode_frame(&fewer), Err(DecodeError::TrailingBytes { packets: 1, extra: 10 }));
-    assert!(DecodeError::TruncatedPacket { packet: 1, declared: 8, available: 5 }.to_string().contains("8 bytes"));
+    assert_eq!(
+        decode_frame(&fewer),
+        Err(DecodeError::TrailingBytes {
+            packets: 1,
+            extra: 10
+        })
+    );
+    assert!(DecodeError::TruncatedPacket {
+        packet: 1,
+        declared: 8,
+        available: 5
+    }
+    .to_string()
+    .contains("8 bytes"));
 }
 
 #[test]
 fn every_truncation_of_a_real_frame_is_an_error() {
-    let bytes = frame(&[golden_full_bytes(), golden_quote_bytes(), words(&[NIFTY_INDEX, 2_450_050])]);
+    let bytes = frame(&[
+        golden_full_bytes(),
+        golden_quote_bytes(),
+        words(&[NIFTY_INDEX, 2_450_050]),
+    ]);
     for cut in 0..bytes.len() {
         let result = decode_frame(&bytes[..cut]);
         if cut == 1 {
@@ -234,7 +345,11 @@ fn every_truncation_of_a_real_frame_is_an_error() {
 fn token() -> impl Strategy<Value = u32> {
     // Mostly real segments, sometimes anything.
     prop_oneof![
-        (any::<u32>(), prop::sample::select(vec![1u32, 2, 3, 4, 5, 6, 7, 8, 9, 12])).prop_map(|(t, s)| (t & !0xff) | s),
+        (
+            any::<u32>(),
+            prop::sample::select(vec![1u32, 2, 3, 4, 5, 6, 7, 8, 9, 12])
+        )
+            .prop_map(|(t, s)| (t & !0xff) | s),
         any::<u32>(),
     ]
 }
@@ -262,23 +377,40 @@ fn quote() -> impl Strategy<Value = Quote> {
 
 fn packet() -> impl Strategy<Value = Packet> {
     prop_oneof![
-        (token(), any::<u32>()).prop_map(|(token, raw)| Packet::Ltp(Ltp { token, ltp: price(token, raw) })),
-        (token(), prop::array::uniform5(any::<u32>()), any::<i32>(), any::<Option<u32>>()).prop_map(
-            |(token, r, change, exchange_timestamp)| Packet::Index(Index {
-                token,
-                ltp: price(token, r[0]),
-                high: price(token, r[1]),
-                low: price(token, r[2]),
-                open: price(token, r[3]),
-                close: price(token, r[4]),
-                change: f64::from(change) / price_divisor(token),
-                exchange_timestamp,
-            })
-        ),
+        (token(), any::<u32>()).prop_map(|(token, raw)| Packet::Ltp(Ltp {
+            token,
+            ltp: price(token, raw)
+        })),
+        (
+            token(),
+            prop::array::uniform5(any::<u32>()),
+            any::<i32>(),
+            any::<Option<u32>>()
+        )
+            .prop_map(
+                |(token, r, change, exchange_timestamp)| Packet::Index(Index {
+                    token,
+                    ltp: price(token, r[0]),
+                    high: price(token, r[1]),
+                    low: price(token, r[2]),
+                    open: price(token, r[3]),
+                    close: price(token, r[4]),
+                    change: f64::from(change) / price_divisor(token),
+                    exchange_timestamp,
+                })
+            ),
         quote().prop_map(Packet::Quote),
-        (quote(), prop::array::uniform5(any::<u32>()), prop::collection::vec((any::<u32>(), any::<u32>(), any::<u16>()), 10))
+        (
+            quote(),
+            prop::array::uniform5(any::<u32>()),
+            prop::collection::vec((any::<u32>(), any::<u32>(), any::<u16>()), 10)
+        )
             .prop_map(|(quote, t, depth)| {
-                let level = |i: usize| DepthLevel { qty: depth[i].0, price: price(quote.token, depth[i].1), orders: depth[i].2 };
+                let level = |i: usize| DepthLevel {
+                    qty: depth[i].0,
+                    price: price(quote.token, depth[i].1),
+                    orders: depth[i].2,
+                };
                 Packet::Full(Box::new(Full {
                     last_trade_time: t[0],
                     oi: t[1],
@@ -291,7 +423,10 @@ fn packet() -> impl Strategy<Value = Packet> {
                 }))
             }),
         prop::collection::vec(any::<u8>(), 0..300)
-            .prop_filter("known lengths decode as packets", |b| !matches!(b.len(), 8 | 28 | 32 | 44 | 184))
+            .prop_filter("known lengths decode as packets", |b| !matches!(
+                b.len(),
+                8 | 28 | 32 | 44 | 184
+            ))
             .prop_map(Packet::Unknown),
     ]
 }
@@ -341,14 +476,21 @@ proptest! {
 const RECEIVED: i64 = 1_764_926_101_250_000; // µs: just after the golden full packet
 
 fn golden_full() -> Full {
-    let Packet::Full(full) = decode_frame(&frame(&[golden_full_bytes()])).unwrap().remove(0) else { unreachable!() };
+    let Packet::Full(full) = decode_frame(&frame(&[golden_full_bytes()]))
+        .unwrap()
+        .remove(0)
+    else {
+        unreachable!()
+    };
     *full
 }
 
 #[test]
 fn full_packet_gives_a_complete_tick_stamped_by_the_exchange() {
     let mut assembler = TickAssembler::new();
-    let tick = assembler.apply(&Packet::Full(Box::new(golden_full())), RECEIVED).unwrap();
+    let tick = assembler
+        .apply(&Packet::Full(Box::new(golden_full())), RECEIVED)
+        .unwrap();
     assert_eq!(
         tick,
         Tick {
@@ -364,27 +506,80 @@ fn full_packet_gives_a_complete_tick_stamped_by_the_exchange() {
             ask_qty: 325,
         }
     );
-    let zero_ts = Full { exchange_timestamp: 0, ..golden_full() };
-    assert_eq!(assembler.apply(&Packet::Full(Box::new(zero_ts)), RECEIVED).unwrap().exchange_ts, RECEIVED);
+    let zero_ts = Full {
+        exchange_timestamp: 0,
+        ..golden_full()
+    };
+    assert_eq!(
+        assembler
+            .apply(&Packet::Full(Box::new(zero_ts)), RECEIVED)
+            .unwrap()
+            .exchange_ts,
+        RECEIVED
+    );
 }
 
 #[test]
 fn partial_packets_carry_the_last_state_over() {
     let mut assembler = TickAssembler::new();
-    let full = assembler.apply(&Packet::Full(Box::new(golden_full())), RECEIVED).unwrap();
-    let quote = Quote { ltp: 106.0, last_qty: 130, volume: 1_300_000, ..golden_quote() };
-    let after_quote = assembler.apply(&Packet::Quote(quote), RECEIVED + 1_000).unwrap();
+    let full = assembler
+        .apply(&Packet::Full(Box::new(golden_full())), RECEIVED)
+        .unwrap();
+    let quote = Quote {
+        ltp: 106.0,
+        last_qty: 130,
+        volume: 1_300_000,
+        ..golden_quote()
+    };
+    let after_quote = assembler
+        .apply(&Packet::Quote(quote), RECEIVED + 1_000)
+        .unwrap();
     assert_eq!(
         after_quote,
-        Tick { exchange_ts: RECEIVED + 1_000, ltp: 106.0, last_qty: 130, volume: 1_300_000, ..full.clone() },
+        Tick {
+            exchange_ts: RECEIVED + 1_000,
+            ltp: 106.0,
+            last_qty: 130,
+            volume: 1_300_000,
+            ..full.clone()
+        },
         "quote: no timestamp (receive time), OI and depth carried over"
     );
-    let after_ltp = assembler.apply(&Packet::Ltp(Ltp { token: OPTION, ltp: 106.5 }), RECEIVED + 2_000).unwrap();
-    assert_eq!(after_ltp, Tick { exchange_ts: RECEIVED + 2_000, ltp: 106.5, ..after_quote });
+    let after_ltp = assembler
+        .apply(
+            &Packet::Ltp(Ltp {
+                token: OPTION,
+                ltp: 106.5,
+            }),
+            RECEIVED + 2_000,
+        )
+        .unwrap();
+    assert_eq!(
+        after_ltp,
+        Tick {
+            exchange_ts: RECEIVED + 2_000,
+            ltp: 106.5,
+            ..after_quote
+        }
+    );
     // Another token has its own state: a first LTP packet starts from zeros.
-    let other = assembler.apply(&Packet::Ltp(Ltp { token: OPTION + 256, ltp: 5.0 }), RECEIVED).unwrap();
-    assert_eq!((other.instrument_token, other.ltp, other.volume, other.oi), (i64::from(OPTION + 256), 5.0, 0, 0));
-    assert_eq!(assembler.apply(&Packet::Unknown(vec![0; 10]), RECEIVED), None);
+    let other = assembler
+        .apply(
+            &Packet::Ltp(Ltp {
+                token: OPTION + 256,
+                ltp: 5.0,
+            }),
+            RECEIVED,
+        )
+        .unwrap();
+    assert_eq!(
+        (other.instrument_token, other.ltp, other.volume, other.oi),
+        (i64::from(OPTION + 256), 5.0, 0, 0)
+    );
+    assert_eq!(
+        assembler.apply(&Packet::Unknown(vec![0; 10]), RECEIVED),
+        None
+    );
 }
 
 #[test]
@@ -400,7 +595,9 @@ fn index_packets_have_no_volume_or_oi() {
         change: 200.5,
         exchange_timestamp: Some(1_764_926_100),
     };
-    let full = assembler.apply(&Packet::Index(index.clone()), RECEIVED).unwrap();
+    let full = assembler
+        .apply(&Packet::Index(index.clone()), RECEIVED)
+        .unwrap();
     assert_eq!(
         full,
         Tick {
@@ -416,8 +613,24 @@ fn index_packets_have_no_volume_or_oi() {
             ask_qty: 0,
         }
     );
-    let quote = assembler.apply(&Packet::Index(Index { exchange_timestamp: None, ltp: 24_501.0, ..index }), RECEIVED).unwrap();
-    assert_eq!(quote, Tick { exchange_ts: RECEIVED, ltp: 24_501.0, ..full });
+    let quote = assembler
+        .apply(
+            &Packet::Index(Index {
+                exchange_timestamp: None,
+                ltp: 24_501.0,
+                ..index
+            }),
+            RECEIVED,
+        )
+        .unwrap();
+    assert_eq!(
+        quote,
+        Tick {
+            exchange_ts: RECEIVED,
+            ltp: 24_501.0,
+            ..full
+        }
+    );
 }
 
 #[test]
@@ -434,11 +647,41 @@ fn packet_from_tick_round_trips_through_the_wire() {
         ask: 105.1,
         ask_qty: 325,
     };
-    let index = Tick { instrument_token: i64::from(NIFTY_INDEX), ltp: 24_500.5, last_qty: 0, volume: 0, oi: 0, bid: 0.0, bid_qty: 0, ask: 0.0, ask_qty: 0, ..tick.clone() };
-    let packets = vec![packet_from_tick(&tick).unwrap(), packet_from_tick(&index).unwrap()];
+    let index = Tick {
+        instrument_token: i64::from(NIFTY_INDEX),
+        ltp: 24_500.5,
+        last_qty: 0,
+        volume: 0,
+        oi: 0,
+        bid: 0.0,
+        bid_qty: 0,
+        ask: 0.0,
+        ask_qty: 0,
+        ..tick.clone()
+    };
+    let packets = vec![
+        packet_from_tick(&tick).unwrap(),
+        packet_from_tick(&index).unwrap(),
+    ];
     let mut assembler = TickAssembler::new();
-    let back: Vec<Tick> = decode_frame(&encode_frame(&packets)).unwrap().iter().map(|p| assembler.apply(p, 0).unwrap()).collect();
+    let back: Vec<Tick> = decode_frame(&encode_frame(&packets))
+        .unwrap()
+        .iter()
+        .map(|p| assembler.apply(p, 0).unwrap())
+        .collect();
     assert_eq!(back, vec![tick.clone(), index]);
-    assert_eq!(packet_from_tick(&Tick { instrument_token: -1, ..tick.clone() }), None);
-    assert_eq!(packet_from_tick(&Tick { oi: i64::from(u32::MAX) + 1, ..tick }), None);
+    assert_eq!(
+        packet_from_tick(&Tick {
+            instrument_token: -1,
+            ..tick.clone()
+        }),
+        None
+    );
+    assert_eq!(
+        packet_from_tick(&Tick {
+            oi: i64::from(u32::MAX) + 1,
+            ..tick
+        }),
+        None
+    );
 }

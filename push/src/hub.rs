@@ -108,7 +108,7 @@ impl Hub {
         entry.seq += 1;
         let seq = entry.seq;
         let message = Utf8Bytes::from(data_envelope(kind, &entry.name, seq, data));
-        if kind.conflates() {
+        if kind.keeps_latest() {
             entry.latest = Some(message.clone());
         }
         let key = kind.conflates().then_some(&entry.name);
@@ -154,7 +154,7 @@ impl Hub {
         if !self.deliver(queue, Utf8Bytes::from(subscribed), None) {
             return;
         }
-        if kind.conflates() {
+        if kind.keeps_latest() {
             if entry.latest.is_none() {
                 if let Some(stored) = stored {
                     entry.seq = entry.seq.max(stored.seq);
@@ -162,7 +162,8 @@ impl Hub {
                 }
             }
             if let Some(latest) = &entry.latest {
-                self.deliver(queue, latest.clone(), Some(&entry.name));
+                let key = kind.conflates().then_some(&entry.name);
+                self.deliver(queue, latest.clone(), key);
             }
         }
         entry.subscribers.insert(id, queue.clone());
@@ -330,23 +331,30 @@ mod tests {
     }
 
     #[test]
-    fn slow_bar_subscriber_is_conflated_not_closed() {
+    fn slow_bar_subscriber_is_closed_not_conflated() {
         let hub = Hub::new();
         let stop = CancellationToken::new();
         let q = Arc::new(ClientQueue::new(2, stop.clone()));
         hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
         for i in 0..50 {
-            hub.publish(
-                ChannelKind::Bars,
-                &name("bars.X"),
-                &format!(r#"{{"i":{i}}}"#),
-            );
+            hub.publish(ChannelKind::Bars, &name("bars.X"), &format!(r#"{{"i":{i}}}"#));
         }
-        assert!(!stop.is_cancelled());
+        // Every bar is a distinct candle: skipping some would corrupt the chart.
+        assert!(stop.is_cancelled());
+        assert_eq!(q.close_reason(), Some(crate::queue::CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn a_burst_of_bars_reaches_a_fast_subscriber_whole() {
+        let hub = Hub::new();
+        let q = queue(64);
+        hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
+        for i in 0..9 {
+            hub.publish(ChannelKind::Bars, &name("bars.X"), &format!(r#"{{"i":{i}}}"#));
+        }
         let got = drain(&q);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[1]["seq"], 50);
-        assert_eq!(got[1]["data"]["i"], 49);
+        let bars: Vec<_> = got.iter().filter(|m| m["type"] == "bar").map(|m| m["data"]["i"].clone()).collect();
+        assert_eq!(bars, (0..9).map(serde_json::Value::from).collect::<Vec<_>>());
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //!   message once and hands the JSON to the hub.
 //! * [`hub`] maps channels to subscribers, numbers each channel's messages and serialises
 //!   each message once into shared bytes that every subscriber's queue clones cheaply.
-//! * [`queue`] is the per-client bounded queue: bars conflate to the latest per channel,
-//!   ticks are an ordered stream whose overflow closes the client (4008 "slow consumer").
+//! * [`queue`] is the per-client bounded queue: bars and ticks are ordered streams whose
+//!   overflow closes the client (4008 "slow consumer"); snapshot-like kinds (chain and
+//!   strike analytics, to come) conflate to the latest message per channel instead.
 //! * [`server`] is the axum router (`/healthz`, `/readyz`, `/ws`) and [`session`] one
 //!   WebSocket connection.
 //!

@@ -47,7 +47,17 @@ impl ChannelKind {
     }
 
     /// Whether a slow subscriber may skip to the latest message of a channel of this kind.
+    /// Only snapshot-like kinds may (each message replaces the last); bars and ticks are
+    /// ordered series where every message is a distinct record, so a subscriber that cannot
+    /// keep up is closed instead of silently missing candles. No such kind exists yet: the
+    /// chain and strike analytics channels will be the first.
     pub fn conflates(self) -> bool {
+        false
+    }
+
+    /// Whether the hub keeps the latest message of a channel of this kind (and Redis a
+    /// copy), so a new subscriber starts from it instead of an empty chart.
+    pub fn keeps_latest(self) -> bool {
         matches!(self, ChannelKind::Bars)
     }
 

@@ -253,7 +253,7 @@ impl Reader<'_> {
             ));
         }
         let hub = &self.state.hub;
-        let stored = if kind.conflates() && !hub.has_latest(&channel) {
+        let stored = if kind.keeps_latest() && !hub.has_latest(&channel) {
             match tokio::time::timeout(SNAPSHOT_READ_TIMEOUT, self.state.snapshots.load(&channel))
                 .await
             {

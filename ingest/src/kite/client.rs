@@ -137,23 +137,37 @@ pub struct KiteReport {
 /// How one connection ended.
 enum Ended {
     Shutdown,
-    Lost { reason: String, healthy: bool, watchdog: bool },
+    Lost {
+        reason: String,
+        healthy: bool,
+        watchdog: bool,
+    },
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Runs the Kite ticker into Kafka until `shutdown` is cancelled, then flushes and reports.
-pub async fn run_kite(config: KiteConfig, shutdown: CancellationToken) -> Result<KiteReport, KiteError> {
+pub async fn run_kite(
+    config: KiteConfig,
+    shutdown: CancellationToken,
+) -> Result<KiteReport, KiteError> {
     if config.ping_timeout_secs == 0 {
-        return Err(KiteError::Config("ping_timeout_secs must be at least 1".into()));
+        return Err(KiteError::Config(
+            "ping_timeout_secs must be at least 1".into(),
+        ));
     }
-    let file = std::fs::File::open(&config.instruments_csv)
-        .map_err(|source| KiteError::Open { path: config.instruments_csv.clone(), source })?;
+    let file = std::fs::File::open(&config.instruments_csv).map_err(|source| KiteError::Open {
+        path: config.instruments_csv.clone(),
+        source,
+    })?;
     let master = read_master(std::io::BufReader::new(file))?;
     for bad in &master.errors {
         warn!(file = %config.instruments_csv.display(), line = bad.line, reason = %bad.reason, "skipping instrument row");
     }
-    let tokens = subscription(&config, master.instruments.iter().map(|i| i.instrument_token))?;
+    let tokens = subscription(
+        &config,
+        master.instruments.iter().map(|i| i.instrument_token),
+    )?;
     let tolerance = config.future_tolerance_ms.saturating_mul(1_000);
     let mut publisher = TickPublisher::connect(&config.brokers, &config.topics, Some(tolerance))?;
     publisher.publish_instruments(&master.instruments).await?;
@@ -161,20 +175,30 @@ pub async fn run_kite(config: KiteConfig, shutdown: CancellationToken) -> Result
     // working even if another crate ever enables a second one. Err = already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let mut feed = Feed { publisher, assembler: TickAssembler::new(), report: KiteReport::default() };
+    let mut feed = Feed {
+        publisher,
+        assembler: TickAssembler::new(),
+        report: KiteReport::default(),
+    };
     let outcome = feed.run(&config, &tokens, &shutdown).await;
     // Whatever ended the run, what was enqueued is delivered before returning.
     let flushed = feed.publisher.flush().await;
     outcome?;
     flushed?;
     feed.report.published = feed.publisher.published();
-    feed.report.rejected = feed.publisher.rejected() - feed.report.decode_errors;
+    feed.report.rejected = feed
+        .publisher
+        .rejected()
+        .saturating_sub(feed.report.decode_errors);
     info!(report = ?feed.report, "kite ticker stopped");
     Ok(feed.report)
 }
 
 /// The tokens to subscribe, as the wire's u32s.
-fn subscription(config: &KiteConfig, master: impl Iterator<Item = i64>) -> Result<Vec<u32>, KiteError> {
+fn subscription(
+    config: &KiteConfig,
+    master: impl Iterator<Item = i64>,
+) -> Result<Vec<u32>, KiteError> {
     let known: std::collections::HashSet<i64> = master.collect();
     let wanted: Vec<i64> = if config.tokens.is_empty() {
         let mut all: Vec<i64> = known.iter().copied().collect();
@@ -186,7 +210,9 @@ fn subscription(config: &KiteConfig, master: impl Iterator<Item = i64>) -> Resul
     let mut tokens = Vec::with_capacity(wanted.len());
     for token in wanted {
         let Ok(wire) = u32::try_from(token) else {
-            return Err(KiteError::Config(format!("token {token} does not fit Kite's 32-bit tokens")));
+            return Err(KiteError::Config(format!(
+                "token {token} does not fit Kite's 32-bit tokens"
+            )));
         };
         if !known.contains(&token) {
             warn!(token, "subscribing a token that is not in the instrument master: its ticks will be dead-lettered");
@@ -194,20 +220,36 @@ fn subscription(config: &KiteConfig, master: impl Iterator<Item = i64>) -> Resul
         tokens.push(wire);
     }
     if tokens.is_empty() {
-        return Err(KiteError::Config("no tokens to subscribe (the instrument master is empty)".into()));
+        return Err(KiteError::Config(
+            "no tokens to subscribe (the instrument master is empty)".into(),
+        ));
     }
     if tokens.len() > MAX_TOKENS_PER_CONNECTION {
-        warn!(tokens = tokens.len(), limit = MAX_TOKENS_PER_CONNECTION, "more tokens than Kite serves on one connection");
+        warn!(
+            tokens = tokens.len(),
+            limit = MAX_TOKENS_PER_CONNECTION,
+            "more tokens than Kite serves on one connection"
+        );
     }
     Ok(tokens)
 }
 
-/// `{url}?api_key=..&access_token=..`, values percent-encoded.
+/// `{url}?api_key=..&access_token=..`, values percent-encoded. A URL without a path gets
+/// `/` (`wss://ws.kite.trade` → `wss://ws.kite.trade/?...`): the request line needs a path.
 fn socket_url(config: &KiteConfig) -> String {
-    let separator = if config.url.contains('?') { '&' } else { '?' };
+    let mut url = config.url.clone();
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    match url[authority..]
+        .find(['/', '?', '#'])
+        .map(|i| i + authority)
+    {
+        None => url.push('/'),
+        Some(i) if url.as_bytes()[i] != b'/' => url.insert(i, '/'),
+        Some(_) => {}
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
     format!(
-        "{}{separator}api_key={}&access_token={}",
-        config.url,
+        "{url}{separator}api_key={}&access_token={}",
         percent_encode(&config.api_key),
         percent_encode(&config.access_token)
     )
@@ -246,7 +288,12 @@ struct Feed {
 
 impl Feed {
     /// Connects, serves and reconnects until shutdown or a fatal error.
-    async fn run(&mut self, config: &KiteConfig, tokens: &[u32], shutdown: &CancellationToken) -> Result<(), KiteError> {
+    async fn run(
+        &mut self,
+        config: &KiteConfig,
+        tokens: &[u32],
+        shutdown: &CancellationToken,
+    ) -> Result<(), KiteError> {
         let url = socket_url(config);
         let ping_timeout = Duration::from_secs(config.ping_timeout_secs);
         let max_backoff = Duration::from_secs(config.max_backoff_secs);
@@ -263,7 +310,11 @@ impl Feed {
                     metrics::counter!("kite_connections_total").increment(1);
                     match self.session(socket, tokens, ping_timeout, shutdown).await? {
                         Ended::Shutdown => return Ok(()),
-                        Ended::Lost { reason, healthy, watchdog } => {
+                        Ended::Lost {
+                            reason,
+                            healthy,
+                            watchdog,
+                        } => {
                             if healthy {
                                 failures = 0;
                             }
@@ -278,8 +329,15 @@ impl Feed {
                 Ok(Err(tungstenite::Error::Http(response)))
                     if matches!(response.status().as_u16(), 401 | 403) =>
                 {
-                    let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                    return Err(KiteError::Refused { status: response.status().as_u16(), body: body.into_owned() });
+                    let body = response
+                        .body()
+                        .as_deref()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    return Err(KiteError::Refused {
+                        status: response.status().as_u16(),
+                        body: body.into_owned(),
+                    });
                 }
                 Ok(Err(e)) => format!("connecting failed: {e}"),
                 Err(_) => format!("no handshake within {CONNECT_TIMEOUT:?}"),
@@ -304,7 +362,11 @@ impl Feed {
         ping_timeout: Duration,
         shutdown: &CancellationToken,
     ) -> Result<Ended, KiteError> {
-        let lost = |reason: String, healthy: bool| Ended::Lost { reason, healthy, watchdog: false };
+        let lost = |reason: String, healthy: bool| Ended::Lost {
+            reason,
+            healthy,
+            watchdog: false,
+        };
         let subscribe = serde_json::json!({"a": "subscribe", "v": tokens}).to_string();
         let mode = serde_json::json!({"a": "mode", "v": ["full", tokens]}).to_string();
         for message in [subscribe, mode] {
@@ -312,7 +374,10 @@ impl Feed {
                 return Ok(lost(format!("subscribing failed: {e}"), false));
             }
         }
-        info!(tokens = tokens.len(), "subscribed to the kite ticker in full mode");
+        info!(
+            tokens = tokens.len(),
+            "subscribed to the kite ticker in full mode"
+        );
         let ping_every = (ping_timeout / 3).max(Duration::from_millis(100));
         let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -371,7 +436,9 @@ impl Feed {
             Err(e) => {
                 let reason = format!("undecodable kite frame: {e}");
                 warn!(frame = frame_no, bytes = frame.len(), error = %e, "undecodable kite frame");
-                return self.decode_error("frame", frame, &reason, &format!("kite:frame {frame_no}")).await;
+                return self
+                    .decode_error("frame", frame, &reason, &format!("kite:frame {frame_no}"))
+                    .await;
             }
         };
         if packets.is_empty() && is_heartbeat(frame) {
@@ -383,23 +450,40 @@ impl Feed {
             self.report.packets += 1;
             let position = || format!("kite:frame {frame_no} packet {i}");
             match self.assembler.apply(packet, received) {
-                Some(tick) => self.publisher.publish(&tick, position, Some(received)).await?,
+                Some(tick) => {
+                    self.publisher
+                        .publish(&tick, position, Some(received))
+                        .await?
+                }
                 None => {
                     let bytes = match packet {
                         super::Packet::Unknown(bytes) => bytes.as_slice(),
                         _ => &[],
                     };
                     let reason = format!("kite packet of unknown length {}", bytes.len());
-                    warn!(frame = frame_no, packet = i, bytes = bytes.len(), "kite packet of unknown length skipped");
-                    self.decode_error("unknown_packet", bytes, &reason, &position()).await?;
+                    warn!(
+                        frame = frame_no,
+                        packet = i,
+                        bytes = bytes.len(),
+                        "kite packet of unknown length skipped"
+                    );
+                    self.decode_error("unknown_packet", bytes, &reason, &position())
+                        .await?;
                 }
             }
         }
-        metrics::counter!("ingest_ticks_total", "source" => "kite").increment(self.publisher.published() - published_before);
+        metrics::counter!("ingest_ticks_total", "source" => "kite")
+            .increment(self.publisher.published() - published_before);
         Ok(())
     }
 
-    async fn decode_error(&mut self, kind: &'static str, bytes: &[u8], reason: &str, position: &str) -> Result<(), KiteError> {
+    async fn decode_error(
+        &mut self,
+        kind: &'static str,
+        bytes: &[u8],
+        reason: &str,
+        position: &str,
+    ) -> Result<(), KiteError> {
         self.report.decode_errors += 1;
         metrics::counter!("kite_decode_errors_total", "kind" => kind).increment(1);
         self.publisher.reject_raw(bytes, reason, position).await?;
@@ -413,7 +497,10 @@ impl Feed {
             warn!(%text, "kite text message is not JSON");
             return;
         };
-        let data = message.get("data").map(ToString::to_string).unwrap_or_default();
+        let data = message
+            .get("data")
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match message.get("type").and_then(serde_json::Value::as_str) {
             Some("error") => warn!(error = %data, "kite ticker error message"),
             Some("order") => info!(order = %data, "kite order update"),
@@ -429,8 +516,31 @@ mod tests {
 
     #[test]
     fn url_carries_encoded_credentials() {
-        let config = KiteConfig { api_key: "key".into(), access_token: "a/b+c".into(), ..KiteConfig::default() };
-        assert_eq!(socket_url(&config), "wss://ws.kite.trade?api_key=key&access_token=a%2Fb%2Bc");
+        let config = KiteConfig {
+            api_key: "key".into(),
+            access_token: "a/b+c".into(),
+            ..KiteConfig::default()
+        };
+        assert_eq!(
+            socket_url(&config),
+            "wss://ws.kite.trade/?api_key=key&access_token=a%2Fb%2Bc"
+        );
+        let with_path = KiteConfig {
+            url: "ws://127.0.0.1:9/ticker".into(),
+            ..config.clone()
+        };
+        assert_eq!(
+            socket_url(&with_path),
+            "ws://127.0.0.1:9/ticker?api_key=key&access_token=a%2Fb%2Bc"
+        );
+        let with_query = KiteConfig {
+            url: "ws://h:9?x=1".into(),
+            ..config.clone()
+        };
+        assert_eq!(
+            socket_url(&with_query),
+            "ws://h:9/?x=1&api_key=key&access_token=a%2Fb%2Bc"
+        );
         let debug = format!("{config:?}");
         assert!(!debug.contains("a/b+c"), "{debug}");
     }
@@ -439,10 +549,16 @@ mod tests {
     fn backoff_grows_with_jitter_and_stays_under_the_cap() {
         let max = Duration::from_secs(30);
         for failures in 1..40 {
-            let cap = BASE_BACKOFF.saturating_mul(1 << (failures - 1).min(20)).min(max);
+            let cap = BASE_BACKOFF
+                .saturating_mul(1 << (failures - 1).min(20))
+                .min(max);
             for _ in 0..50 {
                 let d = backoff(failures, max);
-                assert!(d >= cap / 2 && d <= cap, "{failures}: {d:?} not in [{:?}, {cap:?}]", cap / 2);
+                assert!(
+                    d >= cap / 2 && d <= cap,
+                    "{failures}: {d:?} not in [{:?}, {cap:?}]",
+                    cap / 2
+                );
             }
         }
         assert_eq!(backoff(3, Duration::ZERO), Duration::ZERO);
@@ -450,8 +566,12 @@ mod tests {
 
     #[test]
     fn config_defaults_and_partial_override() {
-        let config: KiteConfig = serde_json::from_str(r#"{"api_key":"k","tokens":[256265]}"#).unwrap();
-        assert_eq!((config.ping_timeout_secs, config.max_backoff_secs), (10, 30));
+        let config: KiteConfig =
+            serde_json::from_str(r#"{"api_key":"k","tokens":[256265]}"#).unwrap();
+        assert_eq!(
+            (config.ping_timeout_secs, config.max_backoff_secs),
+            (10, 30)
+        );
         assert_eq!(config.url, "wss://ws.kite.trade");
         assert_eq!(config.tokens, vec![256_265]);
     }

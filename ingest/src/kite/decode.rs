@@ -189,7 +189,9 @@ impl Packet {
             Self::Index(p) => Some(p.token),
             Self::Quote(p) => Some(p.token),
             Self::Full(p) => Some(p.quote.token),
-            Self::Unknown(bytes) => bytes.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            Self::Unknown(bytes) => bytes
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
         }
     }
 
@@ -242,13 +244,26 @@ impl fmt::Display for DecodeError {
         match self {
             Self::Empty => write!(f, "empty frame"),
             Self::TruncatedLength { packet, available } => {
-                write!(f, "frame ends inside the length of packet {packet} ({available} bytes left)")
+                write!(
+                    f,
+                    "frame ends inside the length of packet {packet} ({available} bytes left)"
+                )
             }
-            Self::TruncatedPacket { packet, declared, available } => {
-                write!(f, "packet {packet} declares {declared} bytes but only {available} are left")
+            Self::TruncatedPacket {
+                packet,
+                declared,
+                available,
+            } => {
+                write!(
+                    f,
+                    "packet {packet} declares {declared} bytes but only {available} are left"
+                )
             }
             Self::TrailingBytes { packets, extra } => {
-                write!(f, "{extra} bytes left over after the {packets} declared packets")
+                write!(
+                    f,
+                    "{extra} bytes left over after the {packets} declared packets"
+                )
             }
         }
     }
@@ -281,20 +296,30 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Vec<Packet>, DecodeError> {
         at += 2;
         let available = bytes.len() - at;
         if declared > available {
-            return Err(DecodeError::TruncatedPacket { packet, declared, available });
+            return Err(DecodeError::TruncatedPacket {
+                packet,
+                declared,
+                available,
+            });
         }
         packets.push(decode_packet(&bytes[at..at + declared]));
         at += declared;
     }
     if at != bytes.len() {
-        return Err(DecodeError::TrailingBytes { packets: count, extra: bytes.len() - at });
+        return Err(DecodeError::TrailingBytes {
+            packets: count,
+            extra: bytes.len() - at,
+        });
     }
     Ok(packets)
 }
 
 /// Decodes one packet whose length the framing already checked.
 fn decode_packet(p: &[u8]) -> Packet {
-    if !matches!(p.len(), LTP_LEN | INDEX_QUOTE_LEN | INDEX_FULL_LEN | QUOTE_LEN | FULL_LEN) {
+    if !matches!(
+        p.len(),
+        LTP_LEN | INDEX_QUOTE_LEN | INDEX_FULL_LEN | QUOTE_LEN | FULL_LEN
+    ) {
         return Packet::Unknown(p.to_vec());
     }
     let u = |at: usize| be_u32(p, at);
@@ -302,7 +327,10 @@ fn decode_packet(p: &[u8]) -> Packet {
     let divisor = price_divisor(token);
     let price = |at: usize| f64::from(u(at)) / divisor;
     match p.len() {
-        LTP_LEN => Packet::Ltp(Ltp { token, ltp: price(4) }),
+        LTP_LEN => Packet::Ltp(Ltp {
+            token,
+            ltp: price(4),
+        }),
         INDEX_QUOTE_LEN | INDEX_FULL_LEN => Packet::Index(Index {
             token,
             ltp: price(4),
@@ -332,7 +360,11 @@ fn decode_packet(p: &[u8]) -> Packet {
             }
             let level = |i: usize| {
                 let at = 64 + 12 * i;
-                DepthLevel { qty: u(at), price: price(at + 4), orders: be_u16(p, at + 8) }
+                DepthLevel {
+                    qty: u(at),
+                    price: price(at + 4),
+                    orders: be_u16(p, at + 8),
+                }
             };
             Packet::Full(Box::new(Full {
                 quote,
@@ -360,7 +392,10 @@ fn decode_packet(p: &[u8]) -> Packet {
 /// bytes: neither is representable in the format.
 pub fn encode_frame(packets: &[Packet]) -> Vec<u8> {
     let Ok(count) = u16::try_from(packets.len()) else {
-        panic!("a Kite frame holds at most 65535 packets, got {}", packets.len());
+        panic!(
+            "a Kite frame holds at most 65535 packets, got {}",
+            packets.len()
+        );
     };
     let mut out = Vec::with_capacity(2 + packets.len() * (2 + QUOTE_LEN));
     out.extend_from_slice(&count.to_be_bytes());
@@ -369,7 +404,10 @@ pub fn encode_frame(packets: &[Packet]) -> Vec<u8> {
         out.extend_from_slice(&[0, 0]);
         encode_packet(packet, &mut out);
         let Ok(len) = u16::try_from(out.len() - start - 2) else {
-            panic!("a Kite packet is at most 65535 bytes, got {}", out.len() - start - 2);
+            panic!(
+                "a Kite packet is at most 65535 bytes, got {}",
+                out.len() - start - 2
+            );
         };
         out[start..start + 2].copy_from_slice(&len.to_be_bytes());
     }
@@ -400,7 +438,13 @@ fn encode_packet(packet: &Packet, out: &mut Vec<u8>) {
         Packet::Full(f) => {
             encode_quote(&f.quote, out);
             let d = price_divisor(f.quote.token);
-            for v in [f.last_trade_time, f.oi, f.oi_day_high, f.oi_day_low, f.exchange_timestamp] {
+            for v in [
+                f.last_trade_time,
+                f.oi,
+                f.oi_day_high,
+                f.oi_day_low,
+                f.exchange_timestamp,
+            ] {
                 put(out, v);
             }
             for level in f.bids.iter().chain(&f.asks) {
@@ -452,7 +496,10 @@ mod tests {
     #[test]
     fn every_prefix_of_a_frame_is_an_error_or_a_heartbeat_never_a_panic() {
         let frame = encode_frame(&[
-            Packet::Ltp(Ltp { token: 256_265, ltp: 24_500.5 }),
+            Packet::Ltp(Ltp {
+                token: 256_265,
+                ltp: 24_500.5,
+            }),
             Packet::Unknown(vec![1, 2, 3]),
             Packet::Quote(Quote {
                 token: 12_345_602,

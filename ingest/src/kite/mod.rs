@@ -7,6 +7,8 @@
 //! - [`run_kite`]: the live client (subscribe, decode, publish, watchdog, reconnect).
 //! - [`server`]: a local fake ticker speaking the same protocol, for tests and demos.
 
+#![warn(missing_docs)]
+
 mod client;
 pub mod decode;
 pub mod server;

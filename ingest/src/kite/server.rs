@@ -144,7 +144,13 @@ impl FakeTicker {
             stop: stop.clone(),
         });
         tokio::spawn(accept_loop(listener, shared));
-        Ok(Self { addr, commands, events: Mutex::new(events), live, stop })
+        Ok(Self {
+            addr,
+            commands,
+            events: Mutex::new(events),
+            live,
+            stop,
+        })
     }
 
     /// The address it listens on.
@@ -165,7 +171,9 @@ impl FakeTicker {
     /// Sends a binary frame, verbatim, to every connection open now (silenced ones excepted).
     /// Returns how many connections it was queued for.
     pub fn send_frame(&self, frame: impl Into<Bytes>) -> usize {
-        self.commands.send(Command::Binary(frame.into())).unwrap_or(0)
+        self.commands
+            .send(Command::Binary(frame.into()))
+            .unwrap_or(0)
     }
 
     /// Encodes `packets` as one frame and sends it like [`FakeTicker::send_frame`].
@@ -193,11 +201,17 @@ impl FakeTicker {
 
     /// Waits up to `timeout` for an event `pick` accepts, consuming the events before it;
     /// `None` on timeout.
-    pub async fn wait_for<T>(&self, timeout: Duration, mut pick: impl FnMut(&ServerEvent) -> Option<T>) -> Option<T> {
+    pub async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut pick: impl FnMut(&ServerEvent) -> Option<T>,
+    ) -> Option<T> {
         let mut events = self.events.lock().await;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let event = tokio::time::timeout_at(deadline, events.recv()).await.ok()??;
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .ok()??;
             if let Some(found) = pick(&event) {
                 return Some(found);
             }
@@ -245,16 +259,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 // The handshake callback's `Result<Response, ErrorResponse>` is tungstenite's signature.
 #[allow(clippy::result_large_err)]
-async fn serve(stream: TcpStream, peer: SocketAddr, mut commands: broadcast::Receiver<Command>, shared: Arc<Shared>) {
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut commands: broadcast::Receiver<Command>,
+    shared: Arc<Shared>,
+) {
     let mut query = String::new();
     let mut refused = false;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         query = request.uri().query().unwrap_or_default().to_owned();
         if let Some((key, token)) = &shared.config.credentials {
             let param = |name: &str| {
-                query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
             };
-            if param("api_key") != Some(key.as_str()) || param("access_token") != Some(token.as_str()) {
+            if param("api_key") != Some(key.as_str())
+                || param("access_token") != Some(token.as_str())
+            {
                 refused = true;
                 let mut denied = ErrorResponse::new(Some("invalid api_key or access_token".into()));
                 *denied.status_mut() = StatusCode::FORBIDDEN;
@@ -277,7 +300,9 @@ async fn serve(stream: TcpStream, peer: SocketAddr, mut commands: broadcast::Rec
     };
     let connection = shared.next_id.fetch_add(1, Ordering::SeqCst);
     shared.live.fetch_add(1, Ordering::SeqCst);
-    let _ = shared.events.send(ServerEvent::Connected { connection, query });
+    let _ = shared
+        .events
+        .send(ServerEvent::Connected { connection, query });
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut silent = false;
@@ -334,33 +359,58 @@ async fn serve(stream: TcpStream, peer: SocketAddr, mut commands: broadcast::Rec
 }
 
 /// Records a client message; returns the error message to send back if it is not one.
-fn handle_text(connection: u64, text: &str, events: &mpsc::UnboundedSender<ServerEvent>) -> Option<String> {
-    let parsed: Option<ServerEvent> = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
-        let tokens = |v: &serde_json::Value| -> Option<Vec<i64>> {
-            v.as_array()?.iter().map(serde_json::Value::as_i64).collect()
-        };
-        let value = v.get("v")?;
-        match v.get("a")?.as_str()? {
-            "subscribe" => Some(ServerEvent::Subscribe { connection, tokens: tokens(value)? }),
-            "unsubscribe" => Some(ServerEvent::Unsubscribe { connection, tokens: tokens(value)? }),
-            "mode" => {
-                let mode = value.get(0)?.as_str()?;
-                if !matches!(mode, "ltp" | "quote" | "full") {
-                    return None;
+fn handle_text(
+    connection: u64,
+    text: &str,
+    events: &mpsc::UnboundedSender<ServerEvent>,
+) -> Option<String> {
+    let parsed: Option<ServerEvent> = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            let tokens = |v: &serde_json::Value| -> Option<Vec<i64>> {
+                v.as_array()?
+                    .iter()
+                    .map(serde_json::Value::as_i64)
+                    .collect()
+            };
+            let value = v.get("v")?;
+            match v.get("a")?.as_str()? {
+                "subscribe" => Some(ServerEvent::Subscribe {
+                    connection,
+                    tokens: tokens(value)?,
+                }),
+                "unsubscribe" => Some(ServerEvent::Unsubscribe {
+                    connection,
+                    tokens: tokens(value)?,
+                }),
+                "mode" => {
+                    let mode = value.get(0)?.as_str()?;
+                    if !matches!(mode, "ltp" | "quote" | "full") {
+                        return None;
+                    }
+                    Some(ServerEvent::Mode {
+                        connection,
+                        mode: mode.to_owned(),
+                        tokens: tokens(value.get(1)?)?,
+                    })
                 }
-                Some(ServerEvent::Mode { connection, mode: mode.to_owned(), tokens: tokens(value.get(1)?)? })
+                _ => None,
             }
-            _ => None,
-        }
-    });
+        });
     match parsed {
         Some(event) => {
             let _ = events.send(event);
             None
         }
         None => {
-            let _ = events.send(ServerEvent::Invalid { connection, text: text.to_owned() });
-            Some(serde_json::json!({"type": "error", "data": format!("invalid message: {text}")}).to_string())
+            let _ = events.send(ServerEvent::Invalid {
+                connection,
+                text: text.to_owned(),
+            });
+            Some(
+                serde_json::json!({"type": "error", "data": format!("invalid message: {text}")})
+                    .to_string(),
+            )
         }
     }
 }

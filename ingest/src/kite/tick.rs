@@ -36,8 +36,14 @@ impl TickAssembler {
     /// Applies one packet received at `received_micros` (UTC micros) and returns the token's
     /// complete tick after it; `None` for a packet without a known layout.
     pub fn apply(&mut self, packet: &Packet, received_micros: i64) -> Option<Tick> {
+        if matches!(packet, Packet::Unknown(_)) {
+            return None;
+        }
         let token = packet.token()?;
-        let state = self.last.entry(token).or_insert_with(|| empty(token, received_micros));
+        let state = self
+            .last
+            .entry(token)
+            .or_insert_with(|| empty(token, received_micros));
         match packet {
             Packet::Ltp(p) => {
                 state.ltp = p.ltp;
@@ -74,12 +80,6 @@ impl TickAssembler {
             Packet::Unknown(_) => return None,
         }
         Some(state.clone())
-    }
-
-    /// Forgets every token's state (nothing needs it today: state survives reconnects,
-    /// because the first packets after a resubscribe are full snapshots anyway).
-    pub fn clear(&mut self) {
-        self.last.clear();
     }
 }
 
@@ -129,8 +129,16 @@ pub fn packet_from_tick(tick: &Tick) -> Option<Packet> {
     }
     let mut bids = [DepthLevel::default(); DEPTH_LEVELS];
     let mut asks = [DepthLevel::default(); DEPTH_LEVELS];
-    bids[0] = DepthLevel { qty: u(tick.bid_qty)?, price: tick.bid, orders: u16::from(tick.bid_qty > 0) };
-    asks[0] = DepthLevel { qty: u(tick.ask_qty)?, price: tick.ask, orders: u16::from(tick.ask_qty > 0) };
+    bids[0] = DepthLevel {
+        qty: u(tick.bid_qty)?,
+        price: tick.bid,
+        orders: u16::from(tick.bid_qty > 0),
+    };
+    asks[0] = DepthLevel {
+        qty: u(tick.ask_qty)?,
+        price: tick.ask,
+        orders: u16::from(tick.ask_qty > 0),
+    };
     Some(Packet::Full(Box::new(Full {
         quote: Quote {
             token,

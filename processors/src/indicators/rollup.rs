@@ -131,6 +131,7 @@ impl Rollup {
     }
 
     /// Folds one closed one-minute bar in and returns the buckets it closed.
+    #[must_use = "the buckets this bar closed are returned, not kept"]
     pub fn update(&mut self, bar: &Bar) -> Closed {
         let mut closed = Closed::default();
         let (start, end) = bucket_bounds(bar.window_start, self.minutes);
