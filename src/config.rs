@@ -55,7 +55,11 @@ pub struct KafkaSection {
 
 impl Default for KafkaSection {
     fn default() -> Self {
-        Self { brokers: "127.0.0.1:19092".into(), topic_prefix: String::new(), replication: 1 }
+        Self {
+            brokers: "127.0.0.1:19092".into(),
+            topic_prefix: String::new(),
+            replication: 1,
+        }
     }
 }
 
@@ -69,7 +73,9 @@ pub struct DatabaseSection {
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        Self { url: "postgres://strikeflow@127.0.0.1:15432/strikeflow".into() }
+        Self {
+            url: "postgres://strikeflow@127.0.0.1:15432/strikeflow".into(),
+        }
     }
 }
 
@@ -83,7 +89,9 @@ pub struct RedisSection {
 
 impl Default for RedisSection {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:16379".into() }
+        Self {
+            url: "redis://127.0.0.1:16379".into(),
+        }
     }
 }
 
@@ -98,7 +106,9 @@ pub struct AuthSection {
 
 impl Default for AuthSection {
     fn default() -> Self {
-        Self { jwt_secret: PushConfig::default().jwt_secret }
+        Self {
+            jwt_secret: PushConfig::default().jwt_secret,
+        }
     }
 }
 
@@ -114,7 +124,10 @@ pub struct TelemetrySection {
 
 impl Default for TelemetrySection {
     fn default() -> Self {
-        Self { log: "info".into(), metrics_listen: None }
+        Self {
+            log: "info".into(),
+            metrics_listen: None,
+        }
     }
 }
 
@@ -133,12 +146,17 @@ pub struct SimulateSection {
 
 impl Default for SimulateSection {
     fn default() -> Self {
-        Self { market: SimulatorConfig::default(), rate: 200.0, max_ticks: 0 }
+        Self {
+            market: SimulatorConfig::default(),
+            rate: 200.0,
+            max_ticks: 0,
+        }
     }
 }
 
-/// Why the configuration could not be read.
-pub type ConfigError = figment::Error;
+/// Why the configuration could not be read (boxed: figment's error is large and this is
+/// returned once, at start-up).
+pub type ConfigError = Box<figment::Error>;
 
 impl Config {
     /// Loads defaults, then `path` (if given, it must exist; otherwise `strikeflow.toml` in
@@ -150,7 +168,11 @@ impl Config {
             None => figment = figment.merge(Toml::file("strikeflow.toml")),
         }
         // Generic overrides: STRIKEFLOW_SINK__BATCH_ROWS=5000 sets [sink] batch_rows.
-        figment = figment.merge(Env::prefixed("STRIKEFLOW_").split("__").ignore(&["CONFIG", "JWT_SECRET", "PYTHON"]));
+        figment = figment.merge(Env::prefixed("STRIKEFLOW_").split("__").ignore(&[
+            "CONFIG",
+            "JWT_SECRET",
+            "PYTHON",
+        ]));
         // The conventional names win over everything else.
         for (var, key) in [
             ("KAFKA_BROKERS", "kafka.brokers"),
@@ -162,7 +184,7 @@ impl Config {
                 figment = figment.merge(Serialized::global(key, value));
             }
         }
-        figment.extract()
+        figment.extract().map_err(Box::new)
     }
 
     /// Topic names of this deployment.
@@ -172,7 +194,11 @@ impl Config {
 
     /// The processor stage's configuration.
     pub fn processor(&self) -> ProcessorConfig {
-        ProcessorConfig { brokers: self.kafka.brokers.clone(), topics: self.topics(), ..self.processor.clone() }
+        ProcessorConfig {
+            brokers: self.kafka.brokers.clone(),
+            topics: self.topics(),
+            ..self.processor.clone()
+        }
     }
 
     /// The sink stage's configuration.
@@ -210,6 +236,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -222,7 +250,7 @@ mod tests {
             )?;
             jail.set_env("STRIKEFLOW_PROCESSOR__ALLOWED_LATENESS_MS", "1234");
             jail.set_env("DATABASE_URL", "postgres://elsewhere/db");
-            let config = Config::load(Some(Path::new("custom.toml")))?;
+            let config = Config::load(Some(Path::new("custom.toml"))).map_err(|e| *e)?;
             assert_eq!(config.sink().brokers, "file:9092");
             assert_eq!(config.sink().batch_rows, 7);
             assert_eq!(config.sink().database_url, "postgres://elsewhere/db");

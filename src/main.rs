@@ -117,7 +117,9 @@ async fn main() -> Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
     match cli.command {
-        Command::Ingest { source: IngestSource::Simulate(args) } => {
+        Command::Ingest {
+            source: IngestSource::Simulate(args),
+        } => {
             args.apply(&mut config);
             let report = strikeflow_ingest::run_simulation(config.simulate(), shutdown).await?;
             println!(
@@ -135,20 +137,35 @@ async fn main() -> Result<()> {
         Command::Migrate => {
             let report = migrate_database(&config.database.url)
                 .await
-                .with_context(|| format!("migrating the database at {}", redact(&config.database.url)))?;
-            ensure_topics(&config.kafka.brokers, &config.topics().all(), config.kafka.replication)
-                .await
-                .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
+                .with_context(|| {
+                    format!("migrating the database at {}", redact(&config.database.url))
+                })?;
+            ensure_topics(
+                &config.kafka.brokers,
+                &config.topics().all(),
+                config.kafka.replication,
+            )
+            .await
+            .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
             println!(
                 "database: {} migration(s) applied, timescaledb {}; kafka topics ready on {}",
                 report.applied.len(),
-                if report.timescaledb { "enabled" } else { "not available (plain tables)" },
+                if report.timescaledb {
+                    "enabled"
+                } else {
+                    "not available (plain tables)"
+                },
                 config.kafka.brokers
             );
         }
         Command::Token(args) => {
             let ttl = Duration::from_secs(args.ttl_secs);
-            let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, &args.sub, ttl, args.channels)?;
+            let token = strikeflow_push::auth::mint(
+                &config.auth.jwt_secret,
+                &args.sub,
+                ttl,
+                args.channels,
+            )?;
             println!("{token}");
         }
     }
@@ -157,21 +174,51 @@ async fn main() -> Result<()> {
 
 /// Runs every stage as a task; the first one to fail stops the others.
 async fn run_all(config: &Config, with_simulator: bool, shutdown: CancellationToken) -> Result<()> {
-    ensure_topics(&config.kafka.brokers, &config.topics().all(), config.kafka.replication)
-        .await
-        .context("creating topics (is Kafka up? try ./dev up)")?;
+    ensure_topics(
+        &config.kafka.brokers,
+        &config.topics().all(),
+        config.kafka.replication,
+    )
+    .await
+    .context("creating topics (is Kafka up? try ./dev up)")?;
     let mut stages = tokio::task::JoinSet::new();
     let (c, s) = (config.processor(), shutdown.clone());
-    stages.spawn(async move { ("processor", strikeflow_processors::run(c, s).await.map_err(anyhow::Error::from)) });
+    stages.spawn(async move {
+        (
+            "processor",
+            strikeflow_processors::run(c, s)
+                .await
+                .map_err(anyhow::Error::from),
+        )
+    });
     let (c, s) = (config.sink(), shutdown.clone());
-    stages.spawn(async move { ("sink", strikeflow_sink::run(c, s).await.map_err(anyhow::Error::from)) });
+    stages.spawn(async move {
+        (
+            "sink",
+            strikeflow_sink::run(c, s)
+                .await
+                .map_err(anyhow::Error::from),
+        )
+    });
     let (c, s) = (config.push(), shutdown.clone());
-    stages.spawn(async move { ("push", strikeflow_push::run(c, s).await.map_err(anyhow::Error::from)) });
+    stages.spawn(async move {
+        (
+            "push",
+            strikeflow_push::run(c, s)
+                .await
+                .map_err(anyhow::Error::from),
+        )
+    });
     if with_simulator {
         let (c, s) = (config.simulate(), shutdown.clone());
         stages.spawn(async move {
             let result = strikeflow_ingest::run_simulation(c, s).await;
-            ("simulator", result.map(|report| info!(ticks = report.ticks, "simulator done")).map_err(anyhow::Error::from))
+            (
+                "simulator",
+                result
+                    .map(|report| info!(ticks = report.ticks, "simulator done"))
+                    .map_err(anyhow::Error::from),
+            )
         });
     }
     let mut first_error = None;
@@ -211,7 +258,10 @@ fn init_telemetry(config: &Config) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.telemetry.log))
         .context("parsing the log filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     if let Some(addr) = config.telemetry.metrics_listen {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)

@@ -40,26 +40,37 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
 
     let push = PushServer::bind(config.push()).await.expect("binding push");
     let addr = push.local_addr();
-    let stages = vec![
-        tokio::spawn(push.serve(shutdown.clone())),
-    ];
-    let processor = tokio::spawn(strikeflow_processors::run(config.processor(), shutdown.clone()));
+    let stages = vec![tokio::spawn(push.serve(shutdown.clone()))];
+    let processor = tokio::spawn(strikeflow_processors::run(
+        config.processor(),
+        shutdown.clone(),
+    ));
     let sink = tokio::spawn(strikeflow_sink::run(config.sink(), shutdown.clone()));
 
     // Without a token the upgrade is refused before any WebSocket exists.
     match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
-        other => panic!("an unauthenticated client must get 401, got {:?}", other.map(|(_, r)| r.status())),
+        other => panic!(
+            "an unauthenticated client must get 401, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
     }
-    let token = strikeflow_push::auth::mint(&config.auth.jwt_secret, "e2e", Duration::from_secs(600), vec![])
-        .expect("minting a token");
+    let token = strikeflow_push::auth::mint(
+        &config.auth.jwt_secret,
+        "e2e",
+        Duration::from_secs(600),
+        vec![],
+    )
+    .expect("minting a token");
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
         .await
         .expect("an authenticated client connects");
     let channel = format!("bars.{future_symbol}");
-    ws.send(Message::text(serde_json::json!({"op": "subscribe", "channel": channel}).to_string()))
-        .await
-        .unwrap();
+    ws.send(Message::text(
+        serde_json::json!({"op": "subscribe", "channel": channel}).to_string(),
+    ))
+    .await
+    .unwrap();
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["type"], "subscribed", "{reply}");
     assert_eq!(reply["channel"], channel.as_str());
@@ -80,16 +91,25 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     assert_eq!(report.ticks, TICKS);
 
     let db = sandbox.db().await;
-    eventually("every tick in the ticks table", Duration::from_secs(90), || async {
-        (count(&db, "SELECT count(*) FROM ticks").await == TICKS as i64).then_some(())
-    })
+    eventually(
+        "every tick in the ticks table",
+        Duration::from_secs(90),
+        || async { (count(&db, "SELECT count(*) FROM ticks").await == TICKS as i64).then_some(()) },
+    )
     .await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM (SELECT DISTINCT instrument_token, ts FROM ticks) t").await,
+        count(
+            &db,
+            "SELECT count(*) FROM (SELECT DISTINCT instrument_token, ts FROM ticks) t"
+        )
+        .await,
         TICKS as i64,
         "no tick stored twice"
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM instruments").await, report.instruments as i64);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM instruments").await,
+        report.instruments as i64
+    );
 
     // Once every partition went idle the watermark is the newest tick minus the lateness:
     // every minute that ended by then must be a bar, computed here from the stored ticks.
@@ -102,14 +122,24 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
         ),
     )
     .await;
-    assert!(expected_bars >= 12 * 8, "the session spans several minutes for each instrument, got {expected_bars}");
-    let bars = eventually(&format!("{expected_bars} closed bars in bars_1m"), Duration::from_secs(60), || async {
-        let n = count(&db, "SELECT count(*) FROM bars_1m").await;
-        eprintln!("bars_1m holds {n} of {expected_bars}");
-        (n >= expected_bars).then_some(n)
-    })
+    assert!(
+        expected_bars >= 12 * 8,
+        "the session spans several minutes for each instrument, got {expected_bars}"
+    );
+    let bars = eventually(
+        &format!("{expected_bars} closed bars in bars_1m"),
+        Duration::from_secs(60),
+        || async {
+            let n = count(&db, "SELECT count(*) FROM bars_1m").await;
+            eprintln!("bars_1m holds {n} of {expected_bars}");
+            (n >= expected_bars).then_some(n)
+        },
+    )
     .await;
-    assert_eq!(bars, expected_bars, "no bar beyond the watermark was closed");
+    assert_eq!(
+        bars, expected_bars,
+        "no bar beyond the watermark was closed"
+    );
     // Bars agree with the ticks they were built from.
     let mismatched = count(
         &db,
@@ -138,12 +168,18 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
             .query_one(
                 "SELECT close, tick_count FROM bars_1m WHERE instrument_token = $1 \
                  AND window_start = to_timestamp($2::float8 / 1e6)",
-                &[&data["instrument_token"].as_i64().unwrap(), &(data["window_start"].as_i64().unwrap() as f64)],
+                &[
+                    &data["instrument_token"].as_i64().unwrap(),
+                    &(data["window_start"].as_i64().unwrap() as f64),
+                ],
             )
             .await
             .expect("the pushed bar is stored");
         assert_eq!(row.get::<_, f64>(0), data["close"].as_f64().unwrap());
-        assert_eq!(i64::from(row.get::<_, i32>(1)), data["tick_count"].as_i64().unwrap());
+        assert_eq!(
+            i64::from(row.get::<_, i32>(1)),
+            data["tick_count"].as_i64().unwrap()
+        );
         received += 1;
     }
 

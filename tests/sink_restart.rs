@@ -41,18 +41,31 @@ async fn crash_and_restart_lose_and_duplicate_nothing() {
     let config = sandbox.config.clone();
     let db = sandbox.db().await;
 
-    let feed = tokio::spawn(strikeflow_ingest::run_simulation(config.simulate(), CancellationToken::new()));
+    let feed = tokio::spawn(strikeflow_ingest::run_simulation(
+        config.simulate(),
+        CancellationToken::new(),
+    ));
 
     // 1. A hard crash: the task is aborted wherever it is, possibly inside a transaction.
-    let sink = tokio::spawn(strikeflow_sink::run(config.sink(), CancellationToken::new()));
-    let at_crash = eventually("the sink to store some ticks", Duration::from_secs(60), || async {
-        let n = count(&db, "SELECT count(*) FROM ticks").await;
-        (n > 0).then_some(n)
-    })
+    let sink = tokio::spawn(strikeflow_sink::run(
+        config.sink(),
+        CancellationToken::new(),
+    ));
+    let at_crash = eventually(
+        "the sink to store some ticks",
+        Duration::from_secs(60),
+        || async {
+            let n = count(&db, "SELECT count(*) FROM ticks").await;
+            (n > 0).then_some(n)
+        },
+    )
     .await;
     sink.abort();
     let _ = sink.await;
-    assert!(at_crash < TICKS as i64, "the crash must happen mid-stream (stored {at_crash})");
+    assert!(
+        at_crash < TICKS as i64,
+        "the crash must happen mid-stream (stored {at_crash})"
+    );
 
     // 2. Restart, then a graceful stop mid-stream, then a final run to the end.
     let stop = CancellationToken::new();
@@ -76,14 +89,22 @@ async fn crash_and_restart_lose_and_duplicate_nothing() {
     sink.await.unwrap().expect("graceful stop");
 
     let mut stored = stored_ticks(&db).await;
-    assert_eq!(stored.len(), TICKS as usize, "row count (crash at {at_crash}, stop at {at_stop})");
+    assert_eq!(
+        stored.len(),
+        TICKS as usize,
+        "row count (crash at {at_crash}, stop at {at_stop})"
+    );
     stored.sort_unstable();
     // The same seed regenerates exactly what was published.
     let mut market = MarketSimulator::new(&config.simulate.market).unwrap();
     let mut expected: Vec<TickRow> = (0..TICKS)
         .map(|_| {
             let t = market.next_tick();
-            (t.instrument_token, t.exchange_ts, (t.ltp * 100.0).round() as i64)
+            (
+                t.instrument_token,
+                t.exchange_ts,
+                (t.ltp * 100.0).round() as i64,
+            )
         })
         .collect();
     expected.sort_unstable();
@@ -103,7 +124,11 @@ async fn undecodable_messages_are_dead_lettered_with_reason_and_skipped() {
     let garbage = b"\xC3\x01not an avro tick".to_vec();
     let mut payloads = Vec::new();
     for i in 0..10 {
-        payloads.push(if i == 4 { garbage.clone() } else { strikeflow_schemas::encode(&market.next_tick()).unwrap() });
+        payloads.push(if i == 4 {
+            garbage.clone()
+        } else {
+            strikeflow_schemas::encode(&market.next_tick()).unwrap()
+        });
     }
     for p in &payloads {
         outbox.send(&topics.ticks(), "chain", p).unwrap();
@@ -131,7 +156,11 @@ async fn undecodable_messages_are_dead_lettered_with_reason_and_skipped() {
         .await
         .expect("a dead letter within 30 s")
         .unwrap();
-    assert_eq!(msg.payload(), Some(&garbage[..]), "the original bytes are kept");
+    assert_eq!(
+        msg.payload(),
+        Some(&garbage[..]),
+        "the original bytes are kept"
+    );
     let headers = msg.headers().expect("dead letters carry headers");
     let header = |name: &str| {
         headers
@@ -140,7 +169,10 @@ async fn undecodable_messages_are_dead_lettered_with_reason_and_skipped() {
             .and_then(|h| h.value)
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
-    assert!(header("reason").is_some_and(|r| !r.is_empty()), "a reason is given");
+    assert!(
+        header("reason").is_some_and(|r| !r.is_empty()),
+        "a reason is given"
+    );
     assert_eq!(header("stage").as_deref(), Some("sink"));
     assert_eq!(header("source.topic"), Some(topics.ticks()));
     assert_eq!(header("source.offset").as_deref(), Some("4"));

@@ -36,13 +36,18 @@ pub fn trading_day_on_or_after(mut date: NaiveDate) -> NaiveDate {
 
 /// The weekly expiry on or after `date`: NSE F&O expire on Tuesdays since 2 Sep 2025.
 pub fn weekly_expiry(date: NaiveDate) -> NaiveDate {
-    let ahead = (Weekday::Tue.num_days_from_monday() + 7 - date.weekday().num_days_from_monday()) % 7;
+    let ahead =
+        (Weekday::Tue.num_days_from_monday() + 7 - date.weekday().num_days_from_monday()) % 7;
     date + Duration::days(i64::from(ahead))
 }
 
 /// The last Tuesday of `date`'s month: the monthly expiry.
 pub fn last_tuesday(year: i32, month: u32) -> NaiveDate {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     let first_next = NaiveDate::from_ymd_opt(ny, nm, 1).unwrap_or(NaiveDate::MIN);
     let mut d = first_next - Duration::days(1);
     while d.weekday() != Weekday::Tue {
@@ -62,11 +67,17 @@ pub fn monthly_expiry(date: NaiveDate) -> NaiveDate {
     }
 }
 
-const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 
 /// Kite trading symbol of a future: `NIFTY26DECFUT`.
 pub fn future_symbol(underlying: &str, expiry: NaiveDate) -> String {
-    format!("{underlying}{:02}{}FUT", expiry.year() % 100, MONTHS[expiry.month0() as usize])
+    format!(
+        "{underlying}{:02}{}FUT",
+        expiry.year() % 100,
+        MONTHS[expiry.month0() as usize]
+    )
 }
 
 /// Kite trading symbol of an option: monthly `NIFTY26DEC24500CE`, weekly
@@ -75,7 +86,10 @@ pub fn option_symbol(underlying: &str, expiry: NaiveDate, strike: f64, kind: &st
     let yy = expiry.year() % 100;
     let strike = format!("{strike}");
     if expiry == last_tuesday(expiry.year(), expiry.month()) {
-        format!("{underlying}{yy:02}{}{strike}{kind}", MONTHS[expiry.month0() as usize])
+        format!(
+            "{underlying}{yy:02}{}{strike}{kind}",
+            MONTHS[expiry.month0() as usize]
+        )
     } else {
         let m = match expiry.month() {
             10 => 'O',
@@ -106,9 +120,18 @@ mod tests {
     #[test]
     fn kite_symbols() {
         assert_eq!(future_symbol("NIFTY", d(2026, 12, 29)), "NIFTY26DECFUT");
-        assert_eq!(option_symbol("NIFTY", d(2026, 12, 29), 24500.0, "CE"), "NIFTY26DEC24500CE");
-        assert_eq!(option_symbol("NIFTY", d(2026, 12, 8), 24500.0, "PE"), "NIFTY26D0824500PE");
-        assert_eq!(option_symbol("NIFTY", d(2027, 3, 2), 25000.0, "CE"), "NIFTY2730225000CE");
+        assert_eq!(
+            option_symbol("NIFTY", d(2026, 12, 29), 24500.0, "CE"),
+            "NIFTY26DEC24500CE"
+        );
+        assert_eq!(
+            option_symbol("NIFTY", d(2026, 12, 8), 24500.0, "PE"),
+            "NIFTY26D0824500PE"
+        );
+        assert_eq!(
+            option_symbol("NIFTY", d(2027, 3, 2), 25000.0, "CE"),
+            "NIFTY2730225000CE"
+        );
     }
 
     #[test]

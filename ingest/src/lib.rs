@@ -6,14 +6,14 @@
 pub mod calendar;
 pub mod kite;
 pub mod master;
-pub mod simulate;
 pub mod publisher;
 pub mod replay;
+pub mod simulate;
 pub mod simulator;
 pub mod validate;
 
-pub use simulate::{run_simulation, SimulateConfig, SimulationReport};
 pub use publisher::TickPublisher;
+pub use simulate::{run_simulation, SimulateConfig, SimulationReport};
 pub use simulator::{MarketSimulator, SimulatorConfig};
 
 /// Why an ingest run stopped.

@@ -84,25 +84,52 @@ fn instrument(row: Row) -> Result<Instrument, String> {
                 .map_err(|e| format!("expiry {text:?} is not YYYY-MM-DD: {e}"))?,
         ),
     };
-    let derivative = matches!(instrument_type, InstrumentType::FUT | InstrumentType::CE | InstrumentType::PE);
+    for (field, value) in [
+        ("last_price", row.last_price),
+        ("strike", row.strike),
+        ("tick_size", row.tick_size),
+    ] {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!(
+                "{field} must be a finite, non-negative number, got {value}"
+            ));
+        }
+    }
+    let derivative = matches!(
+        instrument_type,
+        InstrumentType::FUT | InstrumentType::CE | InstrumentType::PE
+    );
     if derivative && expiry.is_none() {
         return Err("a derivative needs an expiry".into());
     }
-    if matches!(instrument_type, InstrumentType::CE | InstrumentType::PE) && !(row.strike > 0.0) {
-        return Err(format!("an option needs a positive strike, got {}", row.strike));
+    if matches!(instrument_type, InstrumentType::CE | InstrumentType::PE) && row.strike <= 0.0 {
+        return Err(format!(
+            "an option needs a positive strike, got {}",
+            row.strike
+        ));
     }
-    if derivative && !(row.tick_size > 0.0 && row.lot_size > 0) {
+    if derivative && (row.tick_size <= 0.0 || row.lot_size <= 0) {
         return Err("a derivative needs a positive tick_size and lot_size".into());
     }
-    for (field, value) in [("last_price", row.last_price), ("strike", row.strike), ("tick_size", row.tick_size)] {
+    for (field, value) in [
+        ("last_price", row.last_price),
+        ("strike", row.strike),
+        ("tick_size", row.tick_size),
+    ] {
         if !value.is_finite() || value < 0.0 {
-            return Err(format!("{field} must be a finite, non-negative number, got {value}"));
+            return Err(format!(
+                "{field} must be a finite, non-negative number, got {value}"
+            ));
         }
     }
     if row.tradingsymbol.trim().is_empty() || row.name.trim().is_empty() {
         return Err("tradingsymbol and name must not be empty".into());
     }
-    let name = if row.segment == "INDICES" { underlying_of_index(&row.name).to_owned() } else { row.name };
+    let name = if row.segment == "INDICES" {
+        underlying_of_index(&row.name).to_owned()
+    } else {
+        row.name
+    };
     Ok(Instrument {
         instrument_token: row.instrument_token,
         exchange_token: row.exchange_token,
@@ -121,7 +148,9 @@ fn instrument(row: Row) -> Result<Instrument, String> {
 
 /// Reads a Kite-format master. Malformed rows are reported with line numbers and skipped.
 pub fn read_master(input: impl Read) -> Result<Master, MasterError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
     reader.headers()?; // a file without the header row is unusable, not a bad row
     let mut master = Master::default();
     for (index, record) in reader.deserialize::<Row>().enumerate() {
@@ -139,13 +168,22 @@ pub fn read_master(input: impl Read) -> Result<Master, MasterError> {
 }
 
 /// Writes instruments as a Kite-format master (what the simulator lists, for replay).
-pub fn write_master<'a>(output: impl Write, instruments: impl IntoIterator<Item = &'a Instrument>) -> Result<(), MasterError> {
+pub fn write_master<'a>(
+    output: impl Write,
+    instruments: impl IntoIterator<Item = &'a Instrument>,
+) -> Result<(), MasterError> {
     let mut writer = csv::Writer::from_writer(output);
     for i in instruments {
         let (name, expiry) = if i.segment == "INDICES" {
             (index_name_of(&i.name).to_owned(), String::new())
         } else {
-            (i.name.clone(), i.expiry.and_then(date_from_days).map(|d| d.to_string()).unwrap_or_default())
+            (
+                i.name.clone(),
+                i.expiry
+                    .and_then(date_from_days)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            )
         };
         writer.serialize(Row {
             instrument_token: i.instrument_token,
@@ -196,13 +234,24 @@ mod tests {
              12345682,48229,NIFTY26DECFUT,NIFTY,0,2026-12-29\n"
         );
         let master = read_master(csv.as_bytes()).unwrap();
-        let tokens: Vec<i64> = master.instruments.iter().map(|i| i.instrument_token).collect();
+        let tokens: Vec<i64> = master
+            .instruments
+            .iter()
+            .map(|i| i.instrument_token)
+            .collect();
         assert_eq!(tokens, vec![256_265, 12_345_678]);
-        assert_eq!(master.instruments[0].name, "NIFTY", "index rows key by the underlying");
+        assert_eq!(
+            master.instruments[0].name, "NIFTY",
+            "index rows key by the underlying"
+        );
         assert_eq!(master.instruments[1].lot_size, 65);
         let lines: Vec<u64> = master.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![4, 5, 6, 7, 8]);
-        assert!(master.errors[0].reason.contains("expiry"), "{:?}", master.errors[0]);
+        assert!(
+            master.errors[0].reason.contains("expiry"),
+            "{:?}",
+            master.errors[0]
+        );
         assert!(master.errors[1].reason.contains("instrument_type"));
         assert!(master.errors[3].reason.contains("strike"));
     }
@@ -223,6 +272,10 @@ mod tests {
         assert!(master.instruments.is_empty());
         assert_eq!(master.errors.len(), 1);
         assert_eq!(master.errors[0].line, 2);
-        assert!(master.errors[0].reason.contains("missing field"), "{:?}", master.errors[0]);
+        assert!(
+            master.errors[0].reason.contains("missing field"),
+            "{:?}",
+            master.errors[0]
+        );
     }
 }

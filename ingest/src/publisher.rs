@@ -29,7 +29,11 @@ pub struct TickPublisher {
 impl TickPublisher {
     /// Connects to Kafka. `future_tolerance_micros` enables the "timestamp in the future"
     /// check for live sources; simulated and replayed time passes `None`.
-    pub fn connect(brokers: &str, topics: &Topics, future_tolerance_micros: Option<i64>) -> Result<Self, IngestError> {
+    pub fn connect(
+        brokers: &str,
+        topics: &Topics,
+        future_tolerance_micros: Option<i64>,
+    ) -> Result<Self, IngestError> {
         Ok(Self {
             outbox: Outbox::connect(brokers)?,
             validator: TickValidator::new([], future_tolerance_micros),
@@ -52,9 +56,16 @@ impl TickPublisher {
         let mut n = 0;
         for instrument in instruments {
             encode_into(instrument, &mut self.buf)?;
-            self.outbox.send(&self.instruments_topic, &instrument.instrument_token.to_string(), &self.buf)?;
+            self.outbox.send(
+                &self.instruments_topic,
+                &instrument.instrument_token.to_string(),
+                &self.buf,
+            )?;
             self.validator.add_instrument(instrument);
-            self.keys.insert(instrument.instrument_token, instrument.chain_key().to_string());
+            self.keys.insert(
+                instrument.instrument_token,
+                instrument.chain_key().to_string(),
+            );
             n += 1;
         }
         self.outbox.flush().await?;
@@ -72,17 +83,31 @@ impl TickPublisher {
         encode_into(tick, &mut self.buf)?;
         match self.validator.check(tick, now_micros) {
             Ok(()) => {
-                let key = self.keys.get(&tick.instrument_token).map_or("", String::as_str);
+                let key = self
+                    .keys
+                    .get(&tick.instrument_token)
+                    .map_or("", String::as_str);
                 self.outbox.send(&self.ticks_topic, key, &self.buf)?;
                 self.published += 1;
             }
             Err(rejection) => {
                 self.rejected += 1;
                 let (reason, position) = (rejection.to_string(), position());
-                metrics::counter!("ingest_rejected_total", "reason" => rejection.kind()).increment(1);
-                let letter = DeadLetter { reason: &reason, stage: "ingest", source: None, position: Some(&position) };
+                metrics::counter!("ingest_rejected_total", "reason" => rejection.kind())
+                    .increment(1);
+                let letter = DeadLetter {
+                    reason: &reason,
+                    stage: "ingest",
+                    source: None,
+                    position: Some(&position),
+                };
                 let key = tick.instrument_token.to_string();
-                self.outbox.dead_letter(&self.dead_letters, Some(key.as_bytes()), &self.buf, &letter)?;
+                self.outbox.dead_letter(
+                    &self.dead_letters,
+                    Some(key.as_bytes()),
+                    &self.buf,
+                    &letter,
+                )?;
             }
         }
         if self.outbox.pending() >= ACK_WINDOW {
@@ -92,11 +117,22 @@ impl TickPublisher {
     }
 
     /// Dead-letters input that is not a tick at all (a malformed recorded line, say).
-    pub async fn reject_raw(&mut self, payload: &[u8], reason: &str, position: &str) -> Result<(), IngestError> {
+    pub async fn reject_raw(
+        &mut self,
+        payload: &[u8],
+        reason: &str,
+        position: &str,
+    ) -> Result<(), IngestError> {
         self.rejected += 1;
         metrics::counter!("ingest_rejected_total", "reason" => "malformed").increment(1);
-        let letter = DeadLetter { reason, stage: "ingest", source: None, position: Some(position) };
-        self.outbox.dead_letter(&self.dead_letters, None, payload, &letter)?;
+        let letter = DeadLetter {
+            reason,
+            stage: "ingest",
+            source: None,
+            position: Some(position),
+        };
+        self.outbox
+            .dead_letter(&self.dead_letters, None, payload, &letter)?;
         Ok(())
     }
 

@@ -7,8 +7,8 @@ use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::simulator::{MarketSimulator, SimulatorConfig};
 use crate::publisher::TickPublisher;
+use crate::simulator::{MarketSimulator, SimulatorConfig};
 use crate::IngestError;
 
 /// Configuration of `strikeflow ingest simulate`.
@@ -54,7 +54,10 @@ pub struct SimulationReport {
 
 /// Publishes the instrument master, then ticks, until `max_ticks` or `shutdown`.
 /// Everything enqueued is acknowledged before this returns.
-pub async fn run_simulation(config: SimulateConfig, shutdown: CancellationToken) -> Result<SimulationReport, IngestError> {
+pub async fn run_simulation(
+    config: SimulateConfig,
+    shutdown: CancellationToken,
+) -> Result<SimulationReport, IngestError> {
     let started = Instant::now();
     let mut market = MarketSimulator::new(&config.simulator)?;
     // Simulated time is not wall time, so there is no "in the future" check.
@@ -63,11 +66,14 @@ pub async fn run_simulation(config: SimulateConfig, shutdown: CancellationToken)
     info!(instruments, rate = ?config.rate, max_ticks = ?config.max_ticks, "simulation started");
 
     let mut sent = 0u64;
-    let mut pacer = config.rate.filter(|r| r.is_finite() && *r > 0.0).map(|rate| {
-        let mut interval = tokio::time::interval(Duration::from_millis(10));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        (interval, rate / 100.0, 0.0f64)
-    });
+    let mut pacer = config
+        .rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|rate| {
+            let mut interval = tokio::time::interval(Duration::from_millis(10));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            (interval, rate / 100.0, 0.0f64)
+        });
     while config.max_ticks.is_none_or(|max| sent < max) && !shutdown.is_cancelled() {
         let budget = match pacer.as_mut() {
             Some((interval, per_slot, carry)) => {
@@ -82,10 +88,14 @@ pub async fn run_simulation(config: SimulateConfig, shutdown: CancellationToken)
             }
             None => 1_000,
         };
-        let budget = config.max_ticks.map_or(budget, |max| budget.min(max - sent));
+        let budget = config
+            .max_ticks
+            .map_or(budget, |max| budget.min(max - sent));
         for seq in sent..sent + budget {
             let tick = market.next_tick();
-            publisher.publish(&tick, || format!("simulator:{seq}"), None).await?;
+            publisher
+                .publish(&tick, || format!("simulator:{seq}"), None)
+                .await?;
         }
         sent += budget;
         if pacer.is_none() {
@@ -94,7 +104,8 @@ pub async fn run_simulation(config: SimulateConfig, shutdown: CancellationToken)
         }
     }
     publisher.flush().await?;
-    metrics::counter!("ingest_ticks_total", "source" => "simulator").increment(publisher.published());
+    metrics::counter!("ingest_ticks_total", "source" => "simulator")
+        .increment(publisher.published());
     let report = SimulationReport {
         instruments,
         ticks: publisher.published(),

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use strikeflow_schemas::{days_from_date, Instrument, InstrumentType, Tick};
 
 use crate::calendar::{
-    future_symbol, ist_micros, monthly_expiry, option_symbol, trading_day_on_or_after, weekly_expiry,
-    SESSION_CLOSE, SESSION_OPEN,
+    future_symbol, ist_micros, monthly_expiry, option_symbol, trading_day_on_or_after,
+    weekly_expiry, SESSION_CLOSE, SESSION_OPEN,
 };
 
 /// Kite's instrument token of the NIFTY 50 index.
@@ -65,8 +65,14 @@ pub enum SimulatorError {
 #[derive(Debug, Clone, Copy)]
 enum Contract {
     Spot,
-    Future { expiry_micros: i64 },
-    Option { strike: f64, call: bool, expiry_micros: i64 },
+    Future {
+        expiry_micros: i64,
+    },
+    Option {
+        strike: f64,
+        call: bool,
+        expiry_micros: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +100,9 @@ impl MarketSimulator {
     /// Lists the instruments of the session and places the clock at 09:15 IST.
     pub fn new(config: &SimulatorConfig) -> Result<Self, SimulatorError> {
         if !(config.spot_open.is_finite() && config.spot_open > 0.0) {
-            return Err(SimulatorError::Invalid("spot_open must be a positive price"));
+            return Err(SimulatorError::Invalid(
+                "spot_open must be a positive price",
+            ));
         }
         if !(config.annual_vol.is_finite() && config.annual_vol > 0.0 && config.annual_vol < 5.0) {
             return Err(SimulatorError::Invalid("annual_vol must be in (0, 5)"));
@@ -119,12 +127,25 @@ impl MarketSimulator {
             segment: "INDICES".into(),
             exchange: "NSE".into(),
         }];
-        let mut quotes = vec![Quote { contract: Contract::Spot, volume: 0, oi: 0 }];
+        let mut quotes = vec![Quote {
+            contract: Contract::Spot,
+            volume: 0,
+            oi: 0,
+        }];
         let expiry_micros = |d: NaiveDate| ist_micros(d, SESSION_CLOSE);
 
-        instruments.push(contract("NIFTY", 10_000_001, future_symbol("NIFTY", monthly), monthly, 0.0, InstrumentType::FUT));
+        instruments.push(contract(
+            "NIFTY",
+            10_000_001,
+            future_symbol("NIFTY", monthly),
+            monthly,
+            0.0,
+            InstrumentType::FUT,
+        ));
         quotes.push(Quote {
-            contract: Contract::Future { expiry_micros: expiry_micros(monthly) },
+            contract: Contract::Future {
+                expiry_micros: expiry_micros(monthly),
+            },
             volume: 0,
             oi: 10_000_000,
         });
@@ -137,7 +158,11 @@ impl MarketSimulator {
                 let symbol = option_symbol("NIFTY", weekly, strike, if call { "CE" } else { "PE" });
                 instruments.push(contract("NIFTY", token, symbol, weekly, strike, kind));
                 quotes.push(Quote {
-                    contract: Contract::Option { strike, call, expiry_micros: expiry_micros(weekly) },
+                    contract: Contract::Option {
+                        strike,
+                        call,
+                        expiry_micros: expiry_micros(weekly),
+                    },
                     volume: 0,
                     // Far strikes carry less open interest than those near the money.
                     oi: 1_300_000 / (1 + k.abs()),
@@ -168,7 +193,8 @@ impl MarketSimulator {
         self.advance_clock();
         let z: f64 = self.rng.sample(StandardNormal);
         let dt = self.interval as f64 / trading_micros_per_year();
-        self.spot *= (self.annual_vol * dt.sqrt() * z - 0.5 * self.annual_vol * self.annual_vol * dt).exp();
+        self.spot *=
+            (self.annual_vol * dt.sqrt() * z - 0.5 * self.annual_vol * self.annual_vol * dt).exp();
 
         let index = self.cursor % self.quotes.len();
         self.cursor += 1;
@@ -186,7 +212,11 @@ impl MarketSimulator {
                 let years = ((expiry_micros - now) as f64 / MICROS_PER_YEAR).max(0.0);
                 (spot * (0.065 * years).exp(), true)
             }
-            Contract::Option { strike, call, expiry_micros } => {
+            Contract::Option {
+                strike,
+                call,
+                expiry_micros,
+            } => {
                 let years = ((expiry_micros - now) as f64 / MICROS_PER_YEAR).max(1e-6);
                 // A put skew: lower strikes trade at higher implied volatility.
                 let smile = vol * (1.0 - 0.8 * (strike / spot).ln()).max(0.3);
@@ -210,7 +240,11 @@ impl MarketSimulator {
             last_qty,
             volume: quote.volume,
             oi: quote.oi,
-            bid: if tradable { on_grid((ltp - spread).max(TICK_SIZE)) } else { 0.0 },
+            bid: if tradable {
+                on_grid((ltp - spread).max(TICK_SIZE))
+            } else {
+                0.0
+            },
             bid_qty: if tradable { traded * 3 } else { 0 },
             ask: if tradable { on_grid(ltp + spread) } else { 0.0 },
             ask_qty: if tradable { traded * 2 } else { 0 },
@@ -227,8 +261,19 @@ impl MarketSimulator {
     }
 }
 
-fn contract(name: &str, token: i64, symbol: String, expiry: NaiveDate, strike: f64, kind: InstrumentType) -> Instrument {
-    let segment = if kind == InstrumentType::FUT { "NFO-FUT" } else { "NFO-OPT" };
+fn contract(
+    name: &str,
+    token: i64,
+    symbol: String,
+    expiry: NaiveDate,
+    strike: f64,
+    kind: InstrumentType,
+) -> Instrument {
+    let segment = if kind == InstrumentType::FUT {
+        "NFO-FUT"
+    } else {
+        "NFO-OPT"
+    };
     Instrument {
         instrument_token: token,
         exchange_token: token >> 8,
@@ -299,7 +344,11 @@ mod tests {
             for p in [t.ltp, t.bid, t.ask] {
                 let paise = (p * 100.0).round();
                 assert_eq!(paise % 5.0, 0.0, "{p} is off the 0.05 grid");
-                assert_eq!(paise / 100.0, p, "{p} is not the nearest double to its paise");
+                assert_eq!(
+                    paise / 100.0,
+                    p,
+                    "{p} is not the nearest double to its paise"
+                );
             }
             assert!(t.oi >= 0 && t.volume >= 0);
         }
@@ -307,12 +356,19 @@ mod tests {
 
     #[test]
     fn ticks_stay_in_session_and_cycle_through_instruments() {
-        let config = SimulatorConfig { tick_interval_ms: 60_000, ..SimulatorConfig::default() };
+        let config = SimulatorConfig {
+            tick_interval_ms: 60_000,
+            ..SimulatorConfig::default()
+        };
         let mut sim = MarketSimulator::new(&config).unwrap();
         let n = sim.instruments().len();
         assert_eq!(n, 2 + 10);
         let first: Vec<i64> = (0..n).map(|_| sim.next_tick().instrument_token).collect();
-        let mut tokens: Vec<i64> = sim.instruments().iter().map(|i| i.instrument_token).collect();
+        let mut tokens: Vec<i64> = sim
+            .instruments()
+            .iter()
+            .map(|i| i.instrument_token)
+            .collect();
         assert_eq!(first, tokens);
         tokens.sort();
         tokens.dedup();
@@ -320,8 +376,14 @@ mod tests {
         for _ in 0..2_000 {
             let t = sim.next_tick();
             let day_micros = (t.exchange_ts + 19_800_000_000).rem_euclid(86_400_000_000);
-            let (open, close) = ((9 * 60 + 15) * 60_000_000i64, (15 * 60 + 30) * 60_000_000i64);
-            assert!((open..close).contains(&day_micros), "tick outside 09:15-15:30 IST");
+            let (open, close) = (
+                (9 * 60 + 15) * 60_000_000i64,
+                (15 * 60 + 30) * 60_000_000i64,
+            );
+            assert!(
+                (open..close).contains(&day_micros),
+                "tick outside 09:15-15:30 IST"
+            );
         }
     }
 

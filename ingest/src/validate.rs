@@ -27,7 +27,11 @@ pub enum Rejection {
     /// A price is below zero.
     NegativePrice(&'static str, f64),
     /// A price is not a multiple of the instrument's tick size.
-    OffTickGrid { field: &'static str, price: f64, tick_size: f64 },
+    OffTickGrid {
+        field: &'static str,
+        price: f64,
+        tick_size: f64,
+    },
     /// The exchange timestamp is outside 09:00–15:30 IST on a weekday.
     OutsideSession(i64),
     /// The exchange timestamp is ahead of the wall clock by more than the tolerance.
@@ -60,11 +64,22 @@ impl fmt::Display for Rejection {
             Self::UnknownToken(t) => write!(f, "unknown instrument token {t}"),
             Self::NonFinitePrice(field, p) => write!(f, "{field} is not finite ({p})"),
             Self::NegativePrice(field, p) => write!(f, "{field} is negative ({p})"),
-            Self::OffTickGrid { field, price, tick_size } => {
+            Self::OffTickGrid {
+                field,
+                price,
+                tick_size,
+            } => {
                 write!(f, "{field} {price} is off the {tick_size} tick grid")
             }
-            Self::OutsideSession(ts) => write!(f, "timestamp {ts} µs is outside the 09:00-15:30 IST session"),
-            Self::InFuture { ts, now } => write!(f, "timestamp {ts} µs is {} ms in the future", (ts - now) / 1_000),
+            Self::OutsideSession(ts) => write!(
+                f,
+                "timestamp {ts} µs is outside the 09:00-15:30 IST session"
+            ),
+            Self::InFuture { ts, now } => write!(
+                f,
+                "timestamp {ts} µs is {} ms in the future",
+                (ts - now) / 1_000
+            ),
             Self::NegativeOi(oi) => write!(f, "open interest is negative ({oi})"),
             Self::NegativeQuantity(field, q) => write!(f, "{field} is negative ({q})"),
         }
@@ -83,8 +98,14 @@ pub struct TickValidator {
 
 impl TickValidator {
     /// A validator for the given instrument master.
-    pub fn new<'a>(instruments: impl IntoIterator<Item = &'a Instrument>, future_tolerance_micros: Option<i64>) -> Self {
-        let mut validator = Self { tick_paise: HashMap::new(), future_tolerance_micros };
+    pub fn new<'a>(
+        instruments: impl IntoIterator<Item = &'a Instrument>,
+        future_tolerance_micros: Option<i64>,
+    ) -> Self {
+        let mut validator = Self {
+            tick_paise: HashMap::new(),
+            future_tolerance_micros,
+        };
         for instrument in instruments {
             validator.add_instrument(instrument);
         }
@@ -94,7 +115,11 @@ impl TickValidator {
     /// Adds or replaces one instrument (the master can change during a session).
     pub fn add_instrument(&mut self, instrument: &Instrument) {
         // Indices are quoted, not traded: the master lists them with no tick size.
-        let paise = if instrument.tick_size > 0.0 { (instrument.tick_size * 100.0).round() as i64 } else { 0 };
+        let paise = if instrument.tick_size > 0.0 {
+            (instrument.tick_size * 100.0).round() as i64
+        } else {
+            0
+        };
         self.tick_paise.insert(instrument.instrument_token, paise);
     }
 
@@ -113,16 +138,26 @@ impl TickValidator {
             }
             if tick_paise > 0 {
                 let paise = price * 100.0;
-                let off = (paise - paise.round()).abs() > 1e-6 || (paise.round() as i64) % tick_paise != 0;
+                let off = (paise - paise.round()).abs() > 1e-6
+                    || (paise.round() as i64) % tick_paise != 0;
                 if off {
-                    return Err(Rejection::OffTickGrid { field, price, tick_size: tick_paise as f64 / 100.0 });
+                    return Err(Rejection::OffTickGrid {
+                        field,
+                        price,
+                        tick_size: tick_paise as f64 / 100.0,
+                    });
                 }
             }
         }
         if tick.oi < 0 {
             return Err(Rejection::NegativeOi(tick.oi));
         }
-        for (field, q) in [("volume", tick.volume), ("last_qty", tick.last_qty), ("bid_qty", tick.bid_qty), ("ask_qty", tick.ask_qty)] {
+        for (field, q) in [
+            ("volume", tick.volume),
+            ("last_qty", tick.last_qty),
+            ("bid_qty", tick.bid_qty),
+            ("ask_qty", tick.ask_qty),
+        ] {
             if q < 0 {
                 return Err(Rejection::NegativeQuantity(field, q));
             }
@@ -132,7 +167,10 @@ impl TickValidator {
         }
         if let (Some(now), Some(tolerance)) = (now_micros, self.future_tolerance_micros) {
             if tick.exchange_ts > now.saturating_add(tolerance) {
-                return Err(Rejection::InFuture { ts: tick.exchange_ts, now });
+                return Err(Rejection::InFuture {
+                    ts: tick.exchange_ts,
+                    now,
+                });
             }
         }
         Ok(())
@@ -175,19 +213,66 @@ mod tests {
     fn each_rule_rejects_with_its_reason() {
         let (v, good) = setup();
         let cases: Vec<(Tick, &str)> = vec![
-            (Tick { instrument_token: 1, ..good.clone() }, "unknown instrument token 1"),
-            (Tick { ltp: f64::NAN, ..good.clone() }, "ltp is not finite"),
-            (Tick { bid: -0.05, ..good.clone() }, "bid is negative"),
-            (Tick { ltp: good.ltp + 0.01, ..good.clone() }, "off the 0.05 tick grid"),
-            (Tick { oi: -1, ..good.clone() }, "open interest is negative"),
-            (Tick { volume: -5, ..good.clone() }, "volume is negative"),
-            (Tick { exchange_ts: good.exchange_ts - 3 * 3_600_000_000, ..good.clone() }, "outside the 09:00-15:30 IST session"),
+            (
+                Tick {
+                    instrument_token: 1,
+                    ..good.clone()
+                },
+                "unknown instrument token 1",
+            ),
+            (
+                Tick {
+                    ltp: f64::NAN,
+                    ..good.clone()
+                },
+                "ltp is not finite",
+            ),
+            (
+                Tick {
+                    bid: -0.05,
+                    ..good.clone()
+                },
+                "bid is negative",
+            ),
+            (
+                Tick {
+                    ltp: good.ltp + 0.01,
+                    ..good.clone()
+                },
+                "off the 0.05 tick grid",
+            ),
+            (
+                Tick {
+                    oi: -1,
+                    ..good.clone()
+                },
+                "open interest is negative",
+            ),
+            (
+                Tick {
+                    volume: -5,
+                    ..good.clone()
+                },
+                "volume is negative",
+            ),
+            (
+                Tick {
+                    exchange_ts: good.exchange_ts - 3 * 3_600_000_000,
+                    ..good.clone()
+                },
+                "outside the 09:00-15:30 IST session",
+            ),
         ];
         for (tick, reason) in cases {
             let rejected = v.check(&tick, None).expect_err(reason);
-            assert!(rejected.to_string().contains(reason), "{rejected} should say {reason}");
+            assert!(
+                rejected.to_string().contains(reason),
+                "{rejected} should say {reason}"
+            );
         }
-        let future = v.check(&good, Some(good.exchange_ts - 5_000_000)).expect_err("future");
+        let future = v
+            .check(&good, Some(good.exchange_ts - 5_000_000))
+            .expect_err("future");
         assert!(matches!(future, Rejection::InFuture { .. }));
         assert_eq!(v.check(&good, Some(good.exchange_ts)), Ok(()));
     }
@@ -199,6 +284,9 @@ mod tests {
         let ts = crate::calendar::ist_micros(saturday, NaiveTime::from_hms_opt(10, 0, 0).unwrap());
         assert!(!in_session(ts));
         let tuesday = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
-        assert!(in_session(crate::calendar::ist_micros(tuesday, NaiveTime::from_hms_opt(10, 0, 0).unwrap())));
+        assert!(in_session(crate::calendar::ist_micros(
+            tuesday,
+            NaiveTime::from_hms_opt(10, 0, 0).unwrap()
+        )));
     }
 }

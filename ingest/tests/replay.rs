@@ -21,7 +21,9 @@ fn brokers() -> String {
 async fn sandbox(label: &str) -> (Topics, PathBuf) {
     let id: u32 = rand::rng().random();
     let topics = Topics::new(format!("replay_{label}_{id:08x}."));
-    ensure_topics(&brokers(), &topics.all(), 1).await.expect("creating topics (is Kafka up? ./dev up)");
+    ensure_topics(&brokers(), &topics.all(), 1)
+        .await
+        .expect("creating topics (is Kafka up? ./dev up)");
     let dir = std::env::temp_dir().join(format!("strikeflow-replay-{label}-{id:08x}"));
     std::fs::create_dir_all(&dir).unwrap();
     (topics, dir)
@@ -31,7 +33,10 @@ async fn sandbox(label: &str) -> (Topics, PathBuf) {
 async fn read(topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
-        .set("group.id", format!("{topic}-reader-{}", rand::rng().random::<u32>()))
+        .set(
+            "group.id",
+            format!("{topic}-reader-{}", rand::rng().random::<u32>()),
+        )
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
@@ -46,7 +51,12 @@ async fn read(topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -83,15 +93,41 @@ async fn recorded_session_replays_to_identical_ticks_and_resumes() {
         from_line: 1,
         progress: false,
     };
-    let report = run_replay(config.clone(), CancellationToken::new()).await.unwrap();
-    assert_eq!((report.published, report.rejected, report.malformed, report.next_line), (3_000, 0, 0, 3_001));
-    let on_topic: Vec<Tick> = read(&topics.ticks(), 3_000).await.iter().map(|(p, _)| decode(p).unwrap()).collect();
+    let report = run_replay(config.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.published,
+            report.rejected,
+            report.malformed,
+            report.next_line
+        ),
+        (3_000, 0, 0, 3_001)
+    );
+    let on_topic: Vec<Tick> = read(&topics.ticks(), 3_000)
+        .await
+        .iter()
+        .map(|(p, _)| decode(p).unwrap())
+        .collect();
     assert_eq!(sorted(on_topic), sorted(ticks.clone()));
 
     // Resuming from line 2_901 publishes exactly the last 100 lines again.
-    let resumed = run_replay(ReplayConfig { from_line: 2_901, ..config }, CancellationToken::new()).await.unwrap();
+    let resumed = run_replay(
+        ReplayConfig {
+            from_line: 2_901,
+            ..config
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!((resumed.published, resumed.next_line), (100, 3_001));
-    let all: Vec<Tick> = read(&topics.ticks(), 3_100).await.iter().map(|(p, _)| decode(p).unwrap()).collect();
+    let all: Vec<Tick> = read(&topics.ticks(), 3_100)
+        .await
+        .iter()
+        .map(|(p, _)| decode(p).unwrap())
+        .collect();
     let mut expected = ticks.clone();
     expected.extend_from_slice(&ticks[2_900..]);
     assert_eq!(sorted(all), sorted(expected));
@@ -104,9 +140,16 @@ async fn bad_lines_and_invalid_ticks_are_dead_lettered_with_position() {
     let master = dir.join("master.csv");
     write_master(std::fs::File::create(&master).unwrap(), sim.instruments()).unwrap();
     let good = sim.next_tick();
-    let off_grid = Tick { ltp: 100.01, ..sim.next_tick() };
+    let off_grid = Tick {
+        ltp: 100.01,
+        ..sim.next_tick()
+    };
     let format = strikeflow_ingest::replay::Format::Ndjson;
-    let text = format!("{}\nnot json at all\n{}\n", format.format(&good), format.format(&off_grid));
+    let text = format!(
+        "{}\nnot json at all\n{}\n",
+        format.format(&good),
+        format.format(&off_grid)
+    );
     let file = dir.join("mixed.ndjson");
     std::fs::write(&file, text).unwrap();
 
@@ -120,13 +163,38 @@ async fn bad_lines_and_invalid_ticks_are_dead_lettered_with_position() {
         progress: false,
     };
     let report = run_replay(config, CancellationToken::new()).await.unwrap();
-    assert_eq!((report.published, report.rejected, report.malformed), (1, 1, 1));
+    assert_eq!(
+        (report.published, report.rejected, report.malformed),
+        (1, 1, 1)
+    );
     let letters = read(&topics.dead_letter(&topics.ticks()), 2).await;
-    let header = |i: usize, k: &str| letters[i].1.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let header = |i: usize, k: &str| {
+        letters[i]
+            .1
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(letters[0].0, b"not json at all");
-    assert_eq!(header(0, "source.position"), Some(format!("{}:2", file.display())));
+    assert_eq!(
+        header(0, "source.position"),
+        Some(format!("{}:2", file.display()))
+    );
     assert!(header(0, "reason").unwrap().starts_with("not a tick"));
-    assert_eq!(header(1, "source.position"), Some(format!("{}:3", file.display())));
-    assert!(header(1, "reason").unwrap().contains("off the 0.05 tick grid"), "{:?}", header(1, "reason"));
-    assert_eq!(decode::<Tick>(&letters[1].0).unwrap(), off_grid, "the rejected tick is kept whole");
+    assert_eq!(
+        header(1, "source.position"),
+        Some(format!("{}:3", file.display()))
+    );
+    assert!(
+        header(1, "reason")
+            .unwrap()
+            .contains("off the 0.05 tick grid"),
+        "{:?}",
+        header(1, "reason")
+    );
+    assert_eq!(
+        decode::<Tick>(&letters[1].0).unwrap(),
+        off_grid,
+        "the rejected tick is kept whole"
+    );
 }

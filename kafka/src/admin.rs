@@ -12,12 +12,22 @@ use crate::KafkaError;
 
 /// Creates every topic in `specs` that does not exist yet (auto-creation is off on purpose:
 /// partition counts are part of the design). Existing topics are left as they are.
-pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec], replication: i32) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+pub async fn ensure_topics(
+    brokers: &str,
+    specs: &[TopicSpec],
+    replication: i32,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
     let configs: Vec<_> = specs
         .iter()
         .map(|spec| {
-            let topic = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(replication));
+            let topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(replication),
+            );
             if spec.compacted {
                 topic.set("cleanup.policy", "compact")
             } else {
@@ -29,7 +39,12 @@ pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec], replication: i32)
     for result in admin.create_topics(&configs, &options).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, reason: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
         }
     }
     Ok(())

@@ -35,16 +35,34 @@ pub struct DeadLetter<'a> {
 impl<'a> DeadLetter<'a> {
     fn headers(&self) -> OwnedHeaders {
         let mut headers = OwnedHeaders::new()
-            .insert(Header { key: "reason", value: Some(self.reason) })
-            .insert(Header { key: "stage", value: Some(self.stage) });
+            .insert(Header {
+                key: "reason",
+                value: Some(self.reason),
+            })
+            .insert(Header {
+                key: "stage",
+                value: Some(self.stage),
+            });
         if let Some((topic, partition, offset)) = self.source {
             headers = headers
-                .insert(Header { key: "source.topic", value: Some(topic) })
-                .insert(Header { key: "source.partition", value: Some(&partition.to_string()) })
-                .insert(Header { key: "source.offset", value: Some(&offset.to_string()) });
+                .insert(Header {
+                    key: "source.topic",
+                    value: Some(topic),
+                })
+                .insert(Header {
+                    key: "source.partition",
+                    value: Some(&partition.to_string()),
+                })
+                .insert(Header {
+                    key: "source.offset",
+                    value: Some(&offset.to_string()),
+                });
         }
         if let Some(position) = self.position {
-            headers = headers.insert(Header { key: "source.position", value: Some(position) });
+            headers = headers.insert(Header {
+                key: "source.position",
+                value: Some(position),
+            });
         }
         headers
     }
@@ -53,7 +71,10 @@ impl<'a> DeadLetter<'a> {
 impl Outbox {
     /// Wraps a producer (see [`crate::producer_config`]).
     pub fn new(producer: FutureProducer) -> Self {
-        Self { producer, pending: Vec::new() }
+        Self {
+            producer,
+            pending: Vec::new(),
+        }
     }
 
     /// Creates an idempotent producer for `brokers` and wraps it.
@@ -90,7 +111,9 @@ impl Outbox {
     ) -> Result<(), KafkaError> {
         tracing::warn!(reason = letter.reason, stage = letter.stage, source = ?letter.source, "dead-lettering message");
         metrics::counter!("dead_letters_total", "stage" => letter.stage.to_owned()).increment(1);
-        let mut record = FutureRecord::to(topic).payload(payload).headers(letter.headers());
+        let mut record = FutureRecord::to(topic)
+            .payload(payload)
+            .headers(letter.headers());
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -122,7 +145,10 @@ impl Outbox {
                     self.pending.push(delivery);
                     return Ok(());
                 }
-                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
                     // The local queue drains as the broker acknowledges; serving delivery
                     // reports here is the documented way to make room.
                     self.producer.poll(Duration::from_millis(5));

@@ -100,8 +100,11 @@ fn workload() -> Vec<Case> {
     cases
 }
 
+/// One measured operation: evaluates a case and returns something to keep it alive.
+type Eval<'a> = dyn Fn(&Case) -> f64 + 'a;
+
 /// Runs `f` over the cases for at least `EVALUATIONS` calls; returns ns per call.
-fn measure(cases: &[Case], f: &dyn Fn(&Case) -> f64) -> f64 {
+fn measure(cases: &[Case], f: &Eval<'_>) -> f64 {
     let rounds = EVALUATIONS.div_ceil(cases.len());
     let mut checksum = 0.0;
     let start = Instant::now();
@@ -159,7 +162,9 @@ fn main() {
     let b76_greeks = |c: &Case| {
         Convention::BLACK76
             .greeks(c.kind, c.forward, c.strike, c.t, 0.15)
-            .map_or(0.0, |g| g.delta + g.gamma + g.theta + g.vega + g.rho + g.price)
+            .map_or(0.0, |g| {
+                g.delta + g.gamma + g.theta + g.vega + g.rho + g.price
+            })
     };
     let b76_all = |c: &Case| {
         b76.iv_and_greeks(c.kind, c.forward, c.strike, c.t, c.price_b76)
@@ -177,17 +182,23 @@ fn main() {
     };
     let hybrid = |c: &Case| crate_iv(c, false);
     let jaeckel = |c: &Case| crate_iv(c, true);
-    let lines: [(&str, &dyn Fn(&Case) -> f64); 6] = [
+    let lines: [(&str, &Eval<'_>); 6] = [
         ("implied-vol crate alone, default (Hybrid) solver", &hybrid),
-        ("implied-vol crate alone, Jaeckel solver (the one we use)", &jaeckel),
+        (
+            "implied-vol crate alone, Jaeckel solver (the one we use)",
+            &jaeckel,
+        ),
         ("ours: IV only, Black-76 r=0", &b76_iv),
-        ("ours: all Greeks + price at a given σ, Black-76 r=0", &b76_greeks),
+        (
+            "ours: all Greeks + price at a given σ, Black-76 r=0",
+            &b76_greeks,
+        ),
         ("ours: IV + all Greeks, Black-76 r=0", &b76_all),
         ("ours: IV + all Greeks, NSE (BS on spot, r=10%)", &nse_all),
     ];
     // Warm-up, then interleaved timed runs.
     for (_, f) in &lines {
-        black_box(cases.iter().map(|c| f(c)).sum::<f64>());
+        black_box(cases.iter().map(f).sum::<f64>());
     }
     let mut samples = vec![Vec::with_capacity(REPEATS); lines.len()];
     for _ in 0..REPEATS {

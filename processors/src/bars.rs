@@ -145,7 +145,10 @@ mod tests {
         agg.close_until(BAR_MICROS, &mut out);
         assert_eq!(out.len(), 1);
         let bar = &out[0];
-        assert_eq!((bar.open, bar.high, bar.low, bar.close), (100.0, 103.0, 98.0, 103.0));
+        assert_eq!(
+            (bar.open, bar.high, bar.low, bar.close),
+            (100.0, 103.0, 98.0, 103.0)
+        );
         assert_eq!(bar.volume, 10 + 30);
         assert_eq!(bar.oi, 520);
         assert_eq!(bar.tick_count, 3);
@@ -160,7 +163,10 @@ mod tests {
         agg.add(&tick(3, 2 * BAR_MICROS + 5, 1.0, 1, 0));
         let mut out = Vec::new();
         agg.close_until(2 * BAR_MICROS, &mut out);
-        let keys: Vec<_> = out.iter().map(|b| (b.window_start, b.instrument_token)).collect();
+        let keys: Vec<_> = out
+            .iter()
+            .map(|b| (b.window_start, b.instrument_token))
+            .collect();
         assert_eq!(keys, vec![(0, 1), (BAR_MICROS, 2)]);
         assert_eq!(agg.open_bars(), 1);
     }

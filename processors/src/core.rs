@@ -123,18 +123,25 @@ mod tests {
 
     #[test]
     fn bar_closes_when_watermark_passes_its_end() {
-        let mut p = TickProcessor::new(CoreSettings { allowed_lateness_micros: 2 * SEC });
+        let mut p = TickProcessor::new(CoreSettings {
+            allowed_lateness_micros: 2 * SEC,
+        });
         let mut out = Vec::new();
         p.on_tick(0, tick(1, 10 * SEC), &mut out);
         p.on_tick(0, tick(1, 61 * SEC), &mut out);
-        assert!(bars(&out).is_empty(), "61s - 2s lateness has not passed 60s");
+        assert!(
+            bars(&out).is_empty(),
+            "61s - 2s lateness has not passed 60s"
+        );
         p.on_tick(0, tick(1, 62 * SEC), &mut out);
         assert_eq!(bars(&out), vec![(1, 0)]);
     }
 
     #[test]
     fn out_of_order_within_lateness_is_kept_and_beyond_is_late() {
-        let mut p = TickProcessor::new(CoreSettings { allowed_lateness_micros: 5 * SEC });
+        let mut p = TickProcessor::new(CoreSettings {
+            allowed_lateness_micros: 5 * SEC,
+        });
         let mut out = Vec::new();
         p.on_tick(0, tick(1, 50 * SEC), &mut out);
         p.on_tick(0, tick(1, 63 * SEC), &mut out);
@@ -154,12 +161,17 @@ mod tests {
 
     #[test]
     fn idle_partition_releases_bars_of_busy_ones() {
-        let mut p = TickProcessor::new(CoreSettings { allowed_lateness_micros: 0 });
+        let mut p = TickProcessor::new(CoreSettings {
+            allowed_lateness_micros: 0,
+        });
         let mut out = Vec::new();
         p.on_tick(1, tick(9, 5 * SEC), &mut out); // partition 1 then goes quiet
         p.on_tick(0, tick(1, 10 * SEC), &mut out);
         p.on_tick(0, tick(1, 130 * SEC), &mut out);
-        assert!(bars(&out).is_empty(), "partition 1 holds the watermark at 5s");
+        assert!(
+            bars(&out).is_empty(),
+            "partition 1 holds the watermark at 5s"
+        );
         p.on_idle(1, &mut out);
         assert_eq!(bars(&out), vec![(1, 0), (9, 0)]);
     }

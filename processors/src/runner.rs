@@ -61,7 +61,10 @@ struct Outputs {
 }
 
 /// Runs the processor stage until `shutdown` is cancelled or a fatal Kafka error occurs.
-pub async fn run(config: ProcessorConfig, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+pub async fn run(
+    config: ProcessorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ProcessorError> {
     let names = Outputs {
         ticks: config.topics.ticks(),
         bars: config.topics.bars(),
@@ -74,8 +77,12 @@ pub async fn run(config: ProcessorConfig, shutdown: CancellationToken) -> Result
     consumer.subscribe(&[&names.ticks])?;
     let mut outbox = Outbox::connect(&config.brokers)?;
 
-    let lateness_micros = i64::try_from(config.allowed_lateness_ms).unwrap_or(i64::MAX).saturating_mul(1_000);
-    let mut core = TickProcessor::new(CoreSettings { allowed_lateness_micros: lateness_micros });
+    let lateness_micros = i64::try_from(config.allowed_lateness_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000);
+    let mut core = TickProcessor::new(CoreSettings {
+        allowed_lateness_micros: lateness_micros,
+    });
     let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
     let batch_wait = Duration::from_millis(config.batch_wait_ms);
     let mut last_seen: HashMap<i32, Instant> = HashMap::new();
@@ -100,7 +107,13 @@ pub async fn run(config: ProcessorConfig, shutdown: CancellationToken) -> Result
             }
             msg = consumer.recv() => msg?,
         };
-        track_assignment(&consumer, &names.ticks, &mut core, &mut last_seen, Instant::now())?;
+        track_assignment(
+            &consumer,
+            &names.ticks,
+            &mut core,
+            &mut last_seen,
+            Instant::now(),
+        )?;
         let deadline = tokio::time::Instant::now() + batch_wait;
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         let mut message = Some(first);
@@ -180,7 +193,8 @@ fn handle(
             let letter = DeadLetter {
                 reason: &reason,
                 stage: "processor",
-                source: Some((&names.ticks, msg.partition(), msg.offset())), position: None,
+                source: Some((&names.ticks, msg.partition(), msg.offset())),
+                position: None,
             };
             outbox.dead_letter(&names.dead_letters, msg.key(), payload, &letter)?;
         }
@@ -189,21 +203,35 @@ fn handle(
 }
 
 /// Enqueues every output without waiting; the caller flushes the outbox once per batch.
-fn publish(outbox: &mut Outbox, names: &Outputs, outputs: &mut Vec<Output>) -> Result<(), ProcessorError> {
+fn publish(
+    outbox: &mut Outbox,
+    names: &Outputs,
+    outputs: &mut Vec<Output>,
+) -> Result<(), ProcessorError> {
     for output in outputs.drain(..) {
         match output {
             Output::Bar(bar) => {
-                outbox.send(&names.bars, &bar.instrument_token.to_string(), &encode(&bar)?)?;
+                outbox.send(
+                    &names.bars,
+                    &bar.instrument_token.to_string(),
+                    &encode(&bar)?,
+                )?;
                 metrics::counter!("processor_bars_total").increment(1);
             }
             Output::Late(tick) => {
                 let letter = DeadLetter {
                     reason: "late: its bar had already closed",
                     stage: "processor",
-                    source: None, position: None,
+                    source: None,
+                    position: None,
                 };
                 let key = tick.instrument_token.to_string();
-                outbox.dead_letter(&names.dead_letters, Some(key.as_bytes()), &encode(&tick)?, &letter)?;
+                outbox.dead_letter(
+                    &names.dead_letters,
+                    Some(key.as_bytes()),
+                    &encode(&tick)?,
+                    &letter,
+                )?;
             }
         }
     }

@@ -39,12 +39,18 @@ impl Watermarks {
     /// Registers a partition this instance now owns; until it delivers or is marked idle,
     /// no window can close past what it might still hold.
     pub fn assign(&mut self, partition: i32) {
-        self.partitions.entry(partition).or_insert(PartitionClock { max_event_ts: None, idle: false });
+        self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_ts: None,
+            idle: false,
+        });
     }
 
     /// Records an event's time on its partition (and wakes the partition if it was idle).
     pub fn observe(&mut self, partition: i32, event_ts: i64) {
-        let clock = self.partitions.entry(partition).or_insert(PartitionClock { max_event_ts: None, idle: false });
+        let clock = self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_ts: None,
+            idle: false,
+        });
         clock.max_event_ts = Some(clock.max_event_ts.map_or(event_ts, |m| m.max(event_ts)));
         clock.idle = false;
     }
@@ -70,7 +76,10 @@ impl Watermarks {
             // An active partition without data yet yields None here and holds everything.
             active.map(|c| c.max_event_ts).min().flatten()
         } else {
-            self.partitions.values().filter_map(|c| c.max_event_ts).max()
+            self.partitions
+                .values()
+                .filter_map(|c| c.max_event_ts)
+                .max()
         };
         if let Some(clock) = clock {
             let candidate = clock.saturating_sub(self.allowed_lateness_micros);
@@ -127,7 +136,11 @@ mod tests {
         let mut w = Watermarks::new(0);
         w.assign(1);
         w.observe(0, 1_000);
-        assert_eq!(w.advance(), None, "partition 1 may still deliver older events");
+        assert_eq!(
+            w.advance(),
+            None,
+            "partition 1 may still deliver older events"
+        );
         w.mark_idle(1);
         assert_eq!(w.advance(), Some(1_000));
         w.observe(1, 2_000);

@@ -337,11 +337,18 @@ mod tests {
         let q = Arc::new(ClientQueue::new(2, stop.clone()));
         hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
         for i in 0..50 {
-            hub.publish(ChannelKind::Bars, &name("bars.X"), &format!(r#"{{"i":{i}}}"#));
+            hub.publish(
+                ChannelKind::Bars,
+                &name("bars.X"),
+                &format!(r#"{{"i":{i}}}"#),
+            );
         }
         // Every bar is a distinct candle: skipping some would corrupt the chart.
         assert!(stop.is_cancelled());
-        assert_eq!(q.close_reason(), Some(crate::queue::CloseReason::SlowConsumer));
+        assert_eq!(
+            q.close_reason(),
+            Some(crate::queue::CloseReason::SlowConsumer)
+        );
     }
 
     #[test]
@@ -350,11 +357,22 @@ mod tests {
         let q = queue(64);
         hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
         for i in 0..9 {
-            hub.publish(ChannelKind::Bars, &name("bars.X"), &format!(r#"{{"i":{i}}}"#));
+            hub.publish(
+                ChannelKind::Bars,
+                &name("bars.X"),
+                &format!(r#"{{"i":{i}}}"#),
+            );
         }
         let got = drain(&q);
-        let bars: Vec<_> = got.iter().filter(|m| m["type"] == "bar").map(|m| m["data"]["i"].clone()).collect();
-        assert_eq!(bars, (0..9).map(serde_json::Value::from).collect::<Vec<_>>());
+        let bars: Vec<_> = got
+            .iter()
+            .filter(|m| m["type"] == "bar")
+            .map(|m| m["data"]["i"].clone())
+            .collect();
+        assert_eq!(
+            bars,
+            (0..9).map(serde_json::Value::from).collect::<Vec<_>>()
+        );
     }
 
     #[test]

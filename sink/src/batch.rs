@@ -60,9 +60,14 @@ impl Batch {
 
     /// Decodes one message into the batch; a message that does not decode goes to its
     /// topic's dead-letter topic (the caller flushes the outbox before committing).
-    pub fn add(&mut self, msg: &BorrowedMessage<'_>, outbox: &mut Outbox) -> Result<(), KafkaError> {
+    pub fn add(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        outbox: &mut Outbox,
+    ) -> Result<(), KafkaError> {
         self.messages += 1;
-        self.offsets.insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
+        self.offsets
+            .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
         let payload = msg.payload();
         let source = if msg.topic() == self.topics.instruments() {
             Some(Source::Instruments)
@@ -102,7 +107,11 @@ impl Batch {
         Ok(())
     }
 
-    fn keep<T: AvroRecord>(&mut self, bytes: &[u8], put: impl FnOnce(&mut Self, T)) -> Result<(), String> {
+    fn keep<T: AvroRecord>(
+        &mut self,
+        bytes: &[u8],
+        put: impl FnOnce(&mut Self, T),
+    ) -> Result<(), String> {
         let value = decode::<T>(bytes).map_err(|e| e.to_string())?;
         put(self, value);
         Ok(())

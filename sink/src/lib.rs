@@ -84,12 +84,18 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
     });
     writer::prepare_session(&client).await?;
 
-    let sources = [config.topics.instruments(), config.topics.ticks(), config.topics.bars()];
+    let sources = [
+        config.topics.instruments(),
+        config.topics.ticks(),
+        config.topics.bars(),
+    ];
     let stored = offsets::load(&client, &config.consumer_name).await?;
-    let consumer: StreamConsumer =
-        consumer_config(&config.brokers, &format!("strikeflow-sink-{}", config.consumer_name))
-            .set("enable.auto.commit", "false")
-            .create()?;
+    let consumer: StreamConsumer = consumer_config(
+        &config.brokers,
+        &format!("strikeflow-sink-{}", config.consumer_name),
+    )
+    .set("enable.auto.commit", "false")
+    .create()?;
     let mut assignment = TopicPartitionList::new();
     for topic in &sources {
         // Metadata is fetched once at start-up; blocking here briefly is harmless.
@@ -126,7 +132,9 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
             if batch.len() >= config.batch_rows {
                 break;
             }
-            next = tokio::time::timeout_at(deadline, consumer.recv()).await.ok();
+            next = tokio::time::timeout_at(deadline, consumer.recv())
+                .await
+                .ok();
         }
         // Dead letters must be durable before the offsets that skip them are.
         outbox.flush().await?;

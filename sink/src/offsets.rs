@@ -8,10 +8,18 @@ pub async fn load(
     consumer: &str,
 ) -> Result<HashMap<(String, i32), i64>, tokio_postgres::Error> {
     let rows = client
-        .query("SELECT topic, partition, next_offset FROM sink_offsets WHERE consumer = $1", &[&consumer])
+        .query(
+            "SELECT topic, partition, next_offset FROM sink_offsets WHERE consumer = $1",
+            &[&consumer],
+        )
         .await?;
     Ok(rows
         .into_iter()
-        .map(|row| ((row.get::<_, String>(0), row.get::<_, i32>(1)), row.get::<_, i64>(2)))
+        .map(|row| {
+            (
+                (row.get::<_, String>(0), row.get::<_, i32>(1)),
+                row.get::<_, i64>(2),
+            )
+        })
         .collect())
 }

@@ -23,10 +23,14 @@ pub struct Services {
 }
 
 pub fn services() -> Services {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let var =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     Services {
         brokers: var("KAFKA_BROKERS", "127.0.0.1:19092"),
-        database_url: var("DATABASE_URL", "postgres://strikeflow@127.0.0.1:15432/strikeflow"),
+        database_url: var(
+            "DATABASE_URL",
+            "postgres://strikeflow@127.0.0.1:15432/strikeflow",
+        ),
         redis_url: var("REDIS_URL", "redis://127.0.0.1:16379"),
     }
 }
@@ -55,18 +59,26 @@ impl Sandbox {
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
-            .unwrap_or_else(|e| panic!("creating database {name} (is PostgreSQL up? ./dev up): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("creating database {name} (is PostgreSQL up? ./dev up): {e}")
+            });
         let database_url = with_database(&services.database_url, &name);
-        migrate_database(&database_url).await.expect("migrating the test database");
+        migrate_database(&database_url)
+            .await
+            .expect("migrating the test database");
 
         let mut config = Config::default();
         config.kafka.brokers = services.brokers.clone();
         config.kafka.topic_prefix = format!("{name}.");
         config.database.url = database_url;
         config.redis.url = services.redis_url.clone();
-        ensure_topics(&config.kafka.brokers, &Topics::new(config.kafka.topic_prefix.clone()).all(), 1)
-            .await
-            .expect("creating test topics (is Kafka up? ./dev up)");
+        ensure_topics(
+            &config.kafka.brokers,
+            &Topics::new(config.kafka.topic_prefix.clone()).all(),
+            1,
+        )
+        .await
+        .expect("creating test topics (is Kafka up? ./dev up)");
         Sandbox { config, name }
     }
 
@@ -85,8 +97,13 @@ pub async fn connect(url: &str) -> Client {
 
 /// The same server URL pointing at another database.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("DATABASE_URL has a /database part");
-    let query = url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a /database part");
+    let query = url
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{base}/{database}{query}")
 }
 
@@ -101,7 +118,10 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

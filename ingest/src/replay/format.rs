@@ -22,7 +22,8 @@ pub enum Format {
 }
 
 /// The field order of the CSV format (and its header line).
-pub const CSV_HEADER: &str = "instrument_token,exchange_ts,ltp,last_qty,volume,oi,bid,bid_qty,ask,ask_qty";
+pub const CSV_HEADER: &str =
+    "instrument_token,exchange_ts,ltp,last_qty,volume,oi,bid,bid_qty,ask,ask_qty";
 
 /// A recording or replay file problem.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,12 @@ pub enum FormatError {
 impl Format {
     /// The format a path's extension names.
     pub fn of(path: &Path) -> Result<Self, FormatError> {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("ndjson" | "jsonl") => Ok(Self::Ndjson),
             Some("csv") => Ok(Self::Csv),
             _ => Err(FormatError::UnknownFormat(path.to_owned())),
@@ -92,8 +98,16 @@ fn parse_csv(line: &str) -> Result<Tick, String> {
     if fields.len() != 10 {
         return Err(format!("expected 10 fields, found {}", fields.len()));
     }
-    let int = |i: usize| fields[i].parse::<i64>().map_err(|e| format!("field {} ({:?}): {e}", i + 1, fields[i]));
-    let float = |i: usize| fields[i].parse::<f64>().map_err(|e| format!("field {} ({:?}): {e}", i + 1, fields[i]));
+    let int = |i: usize| {
+        fields[i]
+            .parse::<i64>()
+            .map_err(|e| format!("field {} ({:?}): {e}", i + 1, fields[i]))
+    };
+    let float = |i: usize| {
+        fields[i]
+            .parse::<f64>()
+            .map_err(|e| format!("field {} ({:?}): {e}", i + 1, fields[i]))
+    };
     Ok(Tick {
         instrument_token: int(0)?,
         exchange_ts: int(1)?,
@@ -119,35 +133,52 @@ impl TickRecorder {
     /// Creates (truncates) the file and writes the CSV header if needed.
     pub fn create(path: &Path) -> Result<Self, FormatError> {
         let format = Format::of(path)?;
-        let io = |source| FormatError::Io { path: path.to_owned(), source };
+        let io = |source| FormatError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut out = BufWriter::new(File::create(path).map_err(io)?);
         if format == Format::Csv {
             writeln!(out, "{CSV_HEADER}").map_err(io)?;
         }
-        Ok(Self { path: path.to_owned(), format, out })
+        Ok(Self {
+            path: path.to_owned(),
+            format,
+            out,
+        })
     }
 
     /// Appends one tick.
     pub fn record(&mut self, tick: &Tick) -> Result<(), FormatError> {
-        writeln!(self.out, "{}", self.format.format(tick))
-            .map_err(|source| FormatError::Io { path: self.path.clone(), source })
+        writeln!(self.out, "{}", self.format.format(tick)).map_err(|source| FormatError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Flushes buffered lines to the file.
     pub fn finish(mut self) -> Result<(), FormatError> {
-        self.out.flush().map_err(|source| FormatError::Io { path: self.path.clone(), source })
+        self.out.flush().map_err(|source| FormatError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
 /// Opens a recording for reading: its format and its lines after any header.
 pub fn open(path: &Path) -> Result<(Format, std::io::Lines<BufReader<File>>), FormatError> {
     let format = Format::of(path)?;
-    let io = |source| FormatError::Io { path: path.to_owned(), source };
+    let io = |source| FormatError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut lines = BufReader::new(File::open(path).map_err(io)?).lines();
     if format == Format::Csv {
         let header = lines.next().transpose().map_err(io)?.unwrap_or_default();
         if header.trim() != CSV_HEADER {
-            return Err(FormatError::BadHeader { path: path.to_owned() });
+            return Err(FormatError::BadHeader {
+                path: path.to_owned(),
+            });
         }
     }
     Ok((format, lines))
@@ -164,16 +195,29 @@ mod tests {
         for _ in 0..500 {
             let tick = sim.next_tick();
             for format in [Format::Ndjson, Format::Csv] {
-                assert_eq!(format.parse(&format.format(&tick)), Ok(tick.clone()), "{format:?}");
+                assert_eq!(
+                    format.parse(&format.format(&tick)),
+                    Ok(tick.clone()),
+                    "{format:?}"
+                );
             }
         }
     }
 
     #[test]
     fn malformed_lines_say_what_is_wrong() {
-        assert!(Format::Csv.parse("1,2,3").unwrap_err().contains("expected 10 fields"));
-        assert!(Format::Csv.parse("1,x,3,4,5,6,7,8,9,10").unwrap_err().contains("field 2"));
-        assert!(Format::Ndjson.parse("{\"ltp\": 1}").unwrap_err().contains("missing field"));
+        assert!(Format::Csv
+            .parse("1,2,3")
+            .unwrap_err()
+            .contains("expected 10 fields"));
+        assert!(Format::Csv
+            .parse("1,x,3,4,5,6,7,8,9,10")
+            .unwrap_err()
+            .contains("field 2"));
+        assert!(Format::Ndjson
+            .parse("{\"ltp\": 1}")
+            .unwrap_err()
+            .contains("missing field"));
         assert!(Format::of(Path::new("ticks.parquet")).is_err());
     }
 }

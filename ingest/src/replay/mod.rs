@@ -44,10 +44,9 @@ impl FromStr for Speed {
             "max" | "fast" => Ok(Self::Max),
             "realtime" | "real-time" | "1x" | "1" => Ok(Self::RealTime),
             other => {
-                let factor: f64 = other
-                    .trim_end_matches('x')
-                    .parse()
-                    .map_err(|_| format!("speed {s:?} is not `max`, `realtime` or a factor like `10x`"))?;
+                let factor: f64 = other.trim_end_matches('x').parse().map_err(|_| {
+                    format!("speed {s:?} is not `max`, `realtime` or a factor like `10x`")
+                })?;
                 if factor.is_finite() && factor > 0.0 {
                     Ok(Self::Factor(factor))
                 } else {
@@ -122,10 +121,16 @@ pub enum ReplayError {
 }
 
 /// Replays the files into the ticks topic (after publishing the instrument master).
-pub async fn run_replay(config: ReplayConfig, shutdown: CancellationToken) -> Result<ReplayReport, ReplayError> {
+pub async fn run_replay(
+    config: ReplayConfig,
+    shutdown: CancellationToken,
+) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
-    let file = std::fs::File::open(&config.instruments_csv)
-        .map_err(|source| ReplayError::Open { path: config.instruments_csv.clone(), source })?;
+    let file =
+        std::fs::File::open(&config.instruments_csv).map_err(|source| ReplayError::Open {
+            path: config.instruments_csv.clone(),
+            source,
+        })?;
     let master = read_master(std::io::BufReader::new(file))?;
     for bad in &master.errors {
         warn!(file = %config.instruments_csv.display(), line = bad.line, reason = %bad.reason, "skipping instrument row");
@@ -141,7 +146,10 @@ pub async fn run_replay(config: ReplayConfig, shutdown: CancellationToken) -> Re
         let (format, lines) = open(path)?;
         let header_lines = u64::from(format == Format::Csv);
         for (index, line) in lines.enumerate() {
-            let line = line.map_err(|source| FormatError::Io { path: path.clone(), source })?;
+            let line = line.map_err(|source| FormatError::Io {
+                path: path.clone(),
+                source,
+            })?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -162,7 +170,9 @@ pub async fn run_replay(config: ReplayConfig, shutdown: CancellationToken) -> Re
                 Err(reason) => {
                     malformed += 1;
                     let reason = format!("not a tick: {reason}");
-                    publisher.reject_raw(line.as_bytes(), &reason, &position()).await?;
+                    publisher
+                        .reject_raw(line.as_bytes(), &reason, &position())
+                        .await?;
                 }
             }
             bar.inc(1);
@@ -183,7 +193,12 @@ pub async fn run_replay(config: ReplayConfig, shutdown: CancellationToken) -> Re
 }
 
 /// Sleeps until the tick's event time, scaled by the speed, has passed on the wall clock.
-async fn pace(speed: &Speed, clock: &mut Option<(i64, tokio::time::Instant)>, event_ts: i64, shutdown: &CancellationToken) {
+async fn pace(
+    speed: &Speed,
+    clock: &mut Option<(i64, tokio::time::Instant)>,
+    event_ts: i64,
+    shutdown: &CancellationToken,
+) {
     let factor = match speed {
         Speed::Max => return,
         Speed::RealTime => 1.0,
@@ -209,7 +224,10 @@ fn progress_bar(config: &ReplayConfig) -> Result<ProgressBar, ReplayError> {
     let mut total = 0u64;
     for path in &config.files {
         let (_, lines) = open(path)?;
-        total += lines.map_while(Result::ok).filter(|l| !l.trim().is_empty()).count() as u64;
+        total += lines
+            .map_while(Result::ok)
+            .filter(|l| !l.trim().is_empty())
+            .count() as u64;
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template("{bar:40} {pos}/{len} lines  {per_sec}  ETA {eta}")

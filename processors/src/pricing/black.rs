@@ -169,7 +169,7 @@ pub(crate) fn implied_vol(
                 sigma: total_vol / sqrt_t,
             })
         }
-        Some(total_vol) if total_vol == 0.0 => Err(NoIv::BelowIntrinsic),
+        Some(0.0) => Err(NoIv::BelowIntrinsic),
         // Infinite volatility, or above the normalised maximum.
         _ => Err(NoIv::AboveMaximum),
     }
@@ -201,7 +201,9 @@ mod tests {
                                 .build_unchecked()
                                 .calculate_with::<Jaeckel>();
                             match (ours, theirs) {
-                                (Ok(a), Some(b)) => assert_eq!(a, b, "{kind:?} {f} {k} {t} {sigma}"),
+                                (Ok(a), Some(b)) => {
+                                    assert_eq!(a, b, "{kind:?} {f} {k} {t} {sigma}")
+                                }
                                 (Err(NoIv::BelowIntrinsic), Some(b)) => assert_eq!(b, 0.0),
                                 (a, b) => panic!("{kind:?} {f} {k} {t} {sigma}: {a:?} vs {b:?}"),
                             }

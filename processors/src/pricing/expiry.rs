@@ -55,7 +55,9 @@ pub fn expiry_instant_micros(expiry: NaiveDate) -> i64 {
 /// Exists for display ("minutes to expiry") and as the numerator of ACT/365.
 #[must_use]
 pub fn minutes_to_expiry(now_micros: i64, expiry: NaiveDate) -> f64 {
-    let left = expiry_instant_micros(expiry).saturating_sub(now_micros).max(0);
+    let left = expiry_instant_micros(expiry)
+        .saturating_sub(now_micros)
+        .max(0);
     left as f64 / MICROS_PER_MINUTE as f64
 }
 
@@ -131,9 +133,13 @@ mod tests {
     #[test]
     fn expiry_instant_is_1530_ist() {
         // 2025-11-25 15:30 IST = 10:00 UTC = 1764064800 s.
-        assert_eq!(expiry_instant_micros(date(2025, 11, 25)), 1_764_064_800_000_000);
-        let utc = chrono::DateTime::from_timestamp_micros(expiry_instant_micros(date(2025, 11, 25)))
-            .expect("in range");
+        assert_eq!(
+            expiry_instant_micros(date(2025, 11, 25)),
+            1_764_064_800_000_000
+        );
+        let utc =
+            chrono::DateTime::from_timestamp_micros(expiry_instant_micros(date(2025, 11, 25)))
+                .expect("in range");
         assert_eq!(utc.to_rfc3339(), "2025-11-25T10:00:00+00:00");
     }
 
@@ -152,17 +158,30 @@ mod tests {
         let t = years_to_expiry(now, date(2025, 11, 25), DayCount::Act365);
         assert!((t - 4.0 / 365.0).abs() < 1e-15);
         // 30 seconds before expiry.
-        let t = years_to_expiry(ist(2025, 11, 25, 15, 29) + 30_000_000, date(2025, 11, 25), DayCount::Act365);
+        let t = years_to_expiry(
+            ist(2025, 11, 25, 15, 29) + 30_000_000,
+            date(2025, 11, 25),
+            DayCount::Act365,
+        );
         assert!((t - 0.5 / 525_600.0).abs() < 1e-18);
     }
 
     #[test]
     fn expired_is_zero() {
         for dc in [DayCount::Act365, DayCount::Trading252] {
-            assert_eq!(years_to_expiry(ist(2025, 11, 25, 15, 30), date(2025, 11, 25), dc), 0.0);
-            assert_eq!(years_to_expiry(ist(2025, 11, 26, 9, 15), date(2025, 11, 25), dc), 0.0);
+            assert_eq!(
+                years_to_expiry(ist(2025, 11, 25, 15, 30), date(2025, 11, 25), dc),
+                0.0
+            );
+            assert_eq!(
+                years_to_expiry(ist(2025, 11, 26, 9, 15), date(2025, 11, 25), dc),
+                0.0
+            );
         }
-        assert_eq!(minutes_to_expiry(ist(2025, 11, 26, 9, 15), date(2025, 11, 25)), 0.0);
+        assert_eq!(
+            minutes_to_expiry(ist(2025, 11, 26, 9, 15), date(2025, 11, 25)),
+            0.0
+        );
     }
 
     #[test]
@@ -202,7 +221,11 @@ mod tests {
             if is_weekday(day) {
                 count += 1;
             }
-            assert_eq!(weekdays_through(day) - weekdays_through(-31), count, "day {day}");
+            assert_eq!(
+                weekdays_through(day) - weekdays_through(-31),
+                count,
+                "day {day}"
+            );
         }
     }
 }

@@ -453,14 +453,9 @@ impl Pricer {
         t: f64,
         price: f64,
     ) -> Result<IvGreeks, NoIv> {
-        let (point, fs) = self.convention.implied_vol_in(
-            kind,
-            underlying,
-            strike,
-            t,
-            price,
-            self.min_floor(),
-        )?;
+        let (point, fs) =
+            self.convention
+                .implied_vol_in(kind, underlying, strike, t, price, self.min_floor())?;
         // The price at the IV is the market price itself (the solver reproduces it to a few
         // ulps); re-pricing would only add rounding noise and ~50 ns.
         let g = self.convention.greeks_in(kind, fs, point, t, price);

@@ -45,7 +45,9 @@ fn hull_black_scholes_greeks() {
 #[test]
 fn hull_black_scholes_prices() {
     let c = Convention::BlackScholesSpot { rate: 0.1 };
-    let call = c.price(OptionKind::Call, 42.0, 40.0, 0.5, 0.2).expect("call");
+    let call = c
+        .price(OptionKind::Call, 42.0, 40.0, 0.5, 0.2)
+        .expect("call");
     let put = c.price(OptionKind::Put, 42.0, 40.0, 0.5, 0.2).expect("put");
     close(call, 4.7594, 5e-5, "call");
     close(put, 0.8086, 5e-5, "put");
@@ -53,7 +55,13 @@ fn hull_black_scholes_prices() {
     close(call, 4.759_422_392_871_532, 1e-14, "call (vollib)");
     close(put, 0.808_599_372_900_095, 1e-14, "put (vollib)");
     // IV round trip on the textbook case.
-    close(c.implied_vol(OptionKind::Call, 42.0, 40.0, 0.5, call).expect("iv"), 0.2, 1e-15, "iv");
+    close(
+        c.implied_vol(OptionKind::Call, 42.0, 40.0, 0.5, call)
+            .expect("iv"),
+        0.2,
+        1e-15,
+        "iv",
+    );
 }
 
 /// Jäckel's reference: undiscounted Black price 20, F=100, K=90, T=30, call.
@@ -76,7 +84,9 @@ fn nse_convention_is_discounted_black_on_the_carried_forward() {
             .price(kind, f, k, t, sigma)
             .expect("b76");
         close(nse, b76, 1e-10, "price");
-        let undiscounted = Convention::BLACK76.price(kind, f, k, t, sigma).expect("b76 r=0");
+        let undiscounted = Convention::BLACK76
+            .price(kind, f, k, t, sigma)
+            .expect("b76 r=0");
         close(nse, (-r * t).exp() * undiscounted, 1e-10, "discounting");
         assert_eq!(Convention::NSE.forward(s, t), s / (-r * t).exp());
     }
@@ -94,9 +104,18 @@ fn put_call_parity() {
                     let p = conv.price(OptionKind::Put, u, k, t, sigma).expect("put");
                     let d = (-conv.rate() * t).exp();
                     let f = conv.forward(u, t);
-                    close(c - p, d * (f - k), 1e-11 * u, &format!("{conv:?} t={t} K={k} σ={sigma}"));
+                    close(
+                        c - p,
+                        d * (f - k),
+                        1e-11 * u,
+                        &format!("{conv:?} t={t} K={k} σ={sigma}"),
+                    );
                     // The parity forward recovers F from these prices.
-                    let q = ParityQuote { strike: k, call: c, put: p };
+                    let q = ParityQuote {
+                        strike: k,
+                        call: c,
+                        put: p,
+                    };
                     if c > 0.0 && p > 0.0 {
                         let pf = parity_forward(&[q], conv.rate(), t).expect("parity");
                         close(pf.forward, f, 1e-10 * u, "parity forward");
@@ -131,7 +150,8 @@ fn iv_round_trip_grid() {
                             OptionKind::Call => (f - k).max(0.0),
                             OptionKind::Put => (k - f).max(0.0),
                         };
-                        let ctx = format!("{conv:?} {kind:?} T={days}d K={k} σ={sigma} price={price:e}");
+                        let ctx =
+                            format!("{conv:?} {kind:?} T={days}d K={k} σ={sigma} price={price:e}");
                         match conv.implied_vol(kind, u, k, t, price) {
                             Ok(iv) => {
                                 let g = conv.greeks(kind, u, k, t, sigma).expect("greeks");
@@ -140,7 +160,8 @@ fn iv_round_trip_grid() {
                                 // few ulps of the price itself plus a few ulps of σ (in the
                                 // far wings a 1-ulp change of σ moves the price by many ulps).
                                 let back = conv.price(kind, u, k, t, iv).expect("price back");
-                                let tol = 2e-15 * price.max(intrinsic) + 4.0 * f64::EPSILON * vega * sigma;
+                                let tol = 2e-15 * price.max(intrinsic)
+                                    + 4.0 * f64::EPSILON * vega * sigma;
                                 close(back, price, tol + 1e-300, &ctx);
                                 // Vol accuracy, scaled by how much the price pins σ down.
                                 let attainable = 4.0 * f64::EPSILON * price / vega;
@@ -168,14 +189,23 @@ fn iv_round_trip_grid() {
         }
     }
     assert!(checked > 4_000, "only {checked} well-conditioned cases");
-    assert!(no_time_value < checked / 4, "{no_time_value} cases without time value");
+    assert!(
+        no_time_value < checked / 4,
+        "{no_time_value} cases without time value"
+    );
 }
 
 #[test]
 fn greeks_match_finite_differences() {
     let cases = [
         (Convention::BLACK76, 24_500.0, 24_300.0, 7.0 / 365.0, 0.14),
-        (Convention::Black76 { rate: 0.07 }, 24_500.0, 25_000.0, 0.25, 0.18),
+        (
+            Convention::Black76 { rate: 0.07 },
+            24_500.0,
+            25_000.0,
+            0.25,
+            0.18,
+        ),
         (Convention::NSE, 24_480.0, 24_500.0, 30.0 / 365.0, 0.12),
         (Convention::NSE, 52_000.0, 50_000.0, 2.0 / 365.0, 0.2),
     ];
@@ -190,21 +220,37 @@ fn greeks_match_finite_differences() {
             let h = u * 1e-5;
             let delta = (p(u + h, t, sigma, conv) - p(u - h, t, sigma, conv)) / (2.0 * h);
             close(g.delta, delta, 1e-7, &format!("{ctx} delta"));
-            let gamma = (p(u + h, t, sigma, conv) - 2.0 * p(u, t, sigma, conv) + p(u - h, t, sigma, conv))
+            let gamma = (p(u + h, t, sigma, conv) - 2.0 * p(u, t, sigma, conv)
+                + p(u - h, t, sigma, conv))
                 / (h * h);
-            close(g.gamma, gamma, 1e-6 * g.gamma.abs() + 1e-9, &format!("{ctx} gamma"));
+            close(
+                g.gamma,
+                gamma,
+                1e-6 * g.gamma.abs() + 1e-9,
+                &format!("{ctx} gamma"),
+            );
             let dv = 1e-5;
             let vega = (p(u, t, sigma + dv, conv) - p(u, t, sigma - dv, conv)) / (2.0 * dv) / 100.0;
             close(g.vega, vega, 1e-6 * g.vega.abs(), &format!("{ctx} vega"));
             let dt = t * 1e-5;
-            let theta = -(p(u, t + dt, sigma, conv) - p(u, t - dt, sigma, conv)) / (2.0 * dt) / 365.0;
-            close(g.theta, theta, 1e-6 * g.theta.abs(), &format!("{ctx} theta"));
+            let theta =
+                -(p(u, t + dt, sigma, conv) - p(u, t - dt, sigma, conv)) / (2.0 * dt) / 365.0;
+            close(
+                g.theta,
+                theta,
+                1e-6 * g.theta.abs(),
+                &format!("{ctx} theta"),
+            );
             let dr = 1e-6;
             let bump = |c: Convention, by: f64| match c {
                 Convention::Black76 { rate } => Convention::Black76 { rate: rate + by },
-                Convention::BlackScholesSpot { rate } => Convention::BlackScholesSpot { rate: rate + by },
+                Convention::BlackScholesSpot { rate } => {
+                    Convention::BlackScholesSpot { rate: rate + by }
+                }
             };
-            let rho = (p(u, t, sigma, bump(conv, dr)) - p(u, t, sigma, bump(conv, -dr))) / (2.0 * dr) / 100.0;
+            let rho = (p(u, t, sigma, bump(conv, dr)) - p(u, t, sigma, bump(conv, -dr)))
+                / (2.0 * dr)
+                / 100.0;
             close(g.rho, rho, 1e-6 * g.rho.abs() + 1e-9, &format!("{ctx} rho"));
         }
     }
@@ -218,9 +264,13 @@ fn iv_and_greeks_is_iv_then_greeks() {
     let both = pricer
         .iv_and_greeks(OptionKind::Call, s, k, t, price)
         .expect("iv+greeks");
-    let iv = pricer.implied_vol(OptionKind::Call, s, k, t, price).expect("iv");
+    let iv = pricer
+        .implied_vol(OptionKind::Call, s, k, t, price)
+        .expect("iv");
     assert_eq!(both.iv, iv);
-    let g = Convention::NSE.greeks(OptionKind::Call, s, k, t, iv).expect("greeks");
+    let g = Convention::NSE
+        .greeks(OptionKind::Call, s, k, t, iv)
+        .expect("greeks");
     // Same formulas; only the price differs (market price vs model price at the IV).
     assert_eq!(both.greeks.price, price);
     close(g.price, price, 1e-12, "model price at IV");
@@ -233,22 +283,52 @@ fn no_iv_outcomes() {
     let (f, t) = (24_500.0, 7.0 / 365.0);
     use OptionKind::{Call, Put};
     // Below / at intrinsic.
-    assert_eq!(c.implied_vol(Call, f, 24_000.0, t, 499.0), Err(NoIv::BelowIntrinsic));
-    assert_eq!(c.implied_vol(Call, f, 24_000.0, t, 500.0), Err(NoIv::BelowIntrinsic));
-    assert_eq!(c.implied_vol(Put, f, 25_000.0, t, 500.0), Err(NoIv::BelowIntrinsic));
+    assert_eq!(
+        c.implied_vol(Call, f, 24_000.0, t, 499.0),
+        Err(NoIv::BelowIntrinsic)
+    );
+    assert_eq!(
+        c.implied_vol(Call, f, 24_000.0, t, 500.0),
+        Err(NoIv::BelowIntrinsic)
+    );
+    assert_eq!(
+        c.implied_vol(Put, f, 25_000.0, t, 500.0),
+        Err(NoIv::BelowIntrinsic)
+    );
     assert!(c.implied_vol(Call, f, 24_000.0, t, 500.05).is_ok());
     // Above the maximum: a call worth the whole forward, a put worth the whole strike.
-    assert_eq!(c.implied_vol(Call, f, 24_000.0, t, f), Err(NoIv::AboveMaximum));
-    assert_eq!(c.implied_vol(Call, f, 24_000.0, t, f + 1.0), Err(NoIv::AboveMaximum));
-    assert_eq!(c.implied_vol(Put, f, 25_000.0, t, 25_000.0), Err(NoIv::AboveMaximum));
+    assert_eq!(
+        c.implied_vol(Call, f, 24_000.0, t, f),
+        Err(NoIv::AboveMaximum)
+    );
+    assert_eq!(
+        c.implied_vol(Call, f, 24_000.0, t, f + 1.0),
+        Err(NoIv::AboveMaximum)
+    );
+    assert_eq!(
+        c.implied_vol(Put, f, 25_000.0, t, 25_000.0),
+        Err(NoIv::AboveMaximum)
+    );
     // Discounted bound for BS on spot: a call cannot exceed spot.
     let nse = Convention::NSE;
-    assert_eq!(nse.implied_vol(Call, f, 24_000.0, 0.5, f), Err(NoIv::AboveMaximum));
+    assert_eq!(
+        nse.implied_vol(Call, f, 24_000.0, 0.5, f),
+        Err(NoIv::AboveMaximum)
+    );
     let put_cap = 25_000.0 * (-0.1_f64 * 0.5).exp();
-    assert_eq!(nse.implied_vol(Put, f, 25_000.0, 0.5, put_cap + 0.01), Err(NoIv::AboveMaximum));
+    assert_eq!(
+        nse.implied_vol(Put, f, 25_000.0, 0.5, put_cap + 0.01),
+        Err(NoIv::AboveMaximum)
+    );
     // Expired.
-    assert_eq!(c.implied_vol(Call, f, 24_500.0, 0.0, 10.0), Err(NoIv::Expired));
-    assert_eq!(c.implied_vol(Call, f, 24_500.0, -1e-6, 10.0), Err(NoIv::Expired));
+    assert_eq!(
+        c.implied_vol(Call, f, 24_500.0, 0.0, 10.0),
+        Err(NoIv::Expired)
+    );
+    assert_eq!(
+        c.implied_vol(Call, f, 24_500.0, -1e-6, 10.0),
+        Err(NoIv::Expired)
+    );
     // Invalid inputs, never NaN.
     for (u, k, t, p) in [
         (f64::NAN, 24_500.0, t, 10.0),
@@ -260,7 +340,11 @@ fn no_iv_outcomes() {
         (0.0, 24_500.0, t, 10.0),
         (f, -50.0, t, 10.0),
     ] {
-        assert_eq!(c.implied_vol(Call, u, k, t, p), Err(NoIv::InvalidInput), "{u} {k} {t} {p}");
+        assert_eq!(
+            c.implied_vol(Call, u, k, t, p),
+            Err(NoIv::InvalidInput),
+            "{u} {k} {t} {p}"
+        );
     }
     assert_eq!(
         Convention::Black76 { rate: f64::NAN }.implied_vol(Call, f, 24_500.0, t, 10.0),
@@ -283,11 +367,19 @@ fn pricer_tick_floor_and_quotes() {
     let (f, t) = (24_500.0, 7.0 / 365.0);
     use OptionKind::{Call, Put};
     // Time value of 0.02 (< half a tick) is indistinguishable from intrinsic...
-    assert_eq!(pricer.implied_vol(Call, f, 24_000.0, t, 500.02), Err(NoIv::BelowIntrinsic));
-    assert_eq!(pricer.implied_vol(Put, f, 26_000.0, t, 1_500.02), Err(NoIv::BelowIntrinsic));
+    assert_eq!(
+        pricer.implied_vol(Call, f, 24_000.0, t, 500.02),
+        Err(NoIv::BelowIntrinsic)
+    );
+    assert_eq!(
+        pricer.implied_vol(Put, f, 26_000.0, t, 1_500.02),
+        Err(NoIv::BelowIntrinsic)
+    );
     // ...one tick is not. The exact Convention IV takes any positive time value.
     assert!(pricer.implied_vol(Call, f, 24_000.0, t, 500.05).is_ok());
-    assert!(Convention::BLACK76.implied_vol(Call, f, 24_000.0, t, 500.02).is_ok());
+    assert!(Convention::BLACK76
+        .implied_vol(Call, f, 24_000.0, t, 500.02)
+        .is_ok());
     // Far OTM options quoted at one tick still have an IV.
     assert!(pricer.implied_vol(Call, f, 26_000.0, t, 0.05).is_ok());
     // A floor of zero or garbage means "exact".
@@ -298,13 +390,41 @@ fn pricer_tick_floor_and_quotes() {
     assert!(exact.implied_vol(Call, f, 24_000.0, t, 500.02).is_ok());
 
     // Quotes.
-    assert_eq!(Quote { bid: 10.0, ask: 10.5 }.mid(), Ok(10.25));
-    assert_eq!(Quote { bid: 10.0, ask: 10.0 }.mid(), Ok(10.0));
-    for (bid, ask) in [(0.0, 10.5), (10.0, 0.0), (f64::NAN, 10.5), (10.0, f64::INFINITY), (-1.0, 2.0), (11.0, 10.5)] {
-        assert_eq!(Quote { bid, ask }.mid(), Err(NoIv::NoTwoSidedMarket), "{bid}/{ask}");
+    assert_eq!(
+        Quote {
+            bid: 10.0,
+            ask: 10.5
+        }
+        .mid(),
+        Ok(10.25)
+    );
+    assert_eq!(
+        Quote {
+            bid: 10.0,
+            ask: 10.0
+        }
+        .mid(),
+        Ok(10.0)
+    );
+    for (bid, ask) in [
+        (0.0, 10.5),
+        (10.0, 0.0),
+        (f64::NAN, 10.5),
+        (10.0, f64::INFINITY),
+        (-1.0, 2.0),
+        (11.0, 10.5),
+    ] {
+        assert_eq!(
+            Quote { bid, ask }.mid(),
+            Err(NoIv::NoTwoSidedMarket),
+            "{bid}/{ask}"
+        );
     }
     // The usual call chain: mid, then IV + Greeks.
-    let quote = Quote { bid: 98.35, ask: 99.1 };
+    let quote = Quote {
+        bid: 98.35,
+        ask: 99.1,
+    };
     let r = quote
         .mid()
         .and_then(|m| pricer.iv_and_greeks(Call, f, 24_600.0, t, m))
@@ -312,9 +432,12 @@ fn pricer_tick_floor_and_quotes() {
     assert!(r.iv > 0.05 && r.iv < 0.5, "{r:?}");
     assert!(r.greeks.delta > 0.0 && r.greeks.delta < 0.5);
     assert!(r.greeks.theta < 0.0);
-    let none = Quote { bid: 0.0, ask: 99.1 }
-        .mid()
-        .and_then(|m| pricer.iv_and_greeks(Call, f, 24_600.0, t, m));
+    let none = Quote {
+        bid: 0.0,
+        ask: 99.1,
+    }
+    .mid()
+    .and_then(|m| pricer.iv_and_greeks(Call, f, 24_600.0, t, m));
     assert_eq!(none, Err(NoIv::NoTwoSidedMarket));
 }
 
@@ -330,7 +453,12 @@ fn greeks_signs_and_symmetries() {
             Convention::Black76 { .. } => d,
             Convention::BlackScholesSpot { .. } => 1.0,
         };
-        close(c.delta - p.delta, want, 1e-15, &format!("{conv:?} delta parity"));
+        close(
+            c.delta - p.delta,
+            want,
+            1e-15,
+            &format!("{conv:?} delta parity"),
+        );
         close(c.gamma, p.gamma, 1e-18, "gamma");
         close(c.vega, p.vega, 1e-13, "vega");
         assert!(c.delta > 0.0 && p.delta < 0.0);
