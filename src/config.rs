@@ -231,6 +231,7 @@ impl Config {
             simulator: self.simulate.market.clone(),
             max_ticks: (self.simulate.max_ticks > 0).then_some(self.simulate.max_ticks),
             rate: (self.simulate.rate > 0.0).then_some(self.simulate.rate),
+            record: None,
         }
     }
 }

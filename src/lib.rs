@@ -1,6 +1,7 @@
 //! The strikeflow binary's library half: configuration, migrations and stage wiring, shared
 //! by `main.rs` and the end-to-end tests.
 
+pub mod bench;
 pub mod config;
 pub mod migrate;
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use strikeflow::migrate::migrate_database;
 use strikeflow::Config;
@@ -45,12 +45,81 @@ enum Command {
     Migrate,
     /// Mint a development JWT for the WebSocket API.
     Token(TokenArgs),
+    /// Print throughput figures (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Simulated ticks into the local Kafka, beside raw librdkafka sends.
+    Ingest {
+        /// How many ticks to publish.
+        #[arg(long, default_value_t = 2_000_000)]
+        ticks: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum IngestSource {
-    /// Publish a simulated NIFTY session (seeded, reproducible).
+    /// Publish a simulated NIFTY/BANKNIFTY session (seeded, reproducible).
     Simulate(SimulateArgs),
+    /// Load a Kite-format instrument master CSV: publish it and upsert the instruments table.
+    Instruments(InstrumentsArgs),
+    /// Replay recorded ticks (NDJSON or CSV, see docs/formats.md) keeping event timestamps.
+    Replay(ReplayArgs),
+    /// Connect to a Kite-protocol WebSocket ticker and publish its ticks.
+    Kite(KiteArgs),
+}
+
+#[derive(Debug, Args)]
+struct InstrumentsArgs {
+    /// The instrument master (Kite CSV columns: instrument_token, exchange_token,
+    /// tradingsymbol, name, last_price, expiry, strike, tick_size, lot_size,
+    /// instrument_type, segment, exchange).
+    #[arg(long)]
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Recordings to replay, in order (.ndjson/.jsonl or .csv).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The instrument master the recorded tokens belong to.
+    #[arg(long)]
+    instruments: PathBuf,
+    /// `max` (no pacing), `realtime` / `1x`, or a factor such as `10x`.
+    #[arg(long, default_value = "max")]
+    speed: strikeflow_ingest::replay::Speed,
+    /// Resume at this data line (1-based, counted across the files; a previous run prints
+    /// the line to resume from).
+    #[arg(long, default_value_t = 1)]
+    from_line: u64,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+struct KiteArgs {
+    /// Ticker WebSocket URL.
+    #[arg(long, default_value = "wss://ws.kite.trade")]
+    url: String,
+    /// API key of the Kite Connect app.
+    #[arg(long, env = "KITE_API_KEY")]
+    api_key: String,
+    /// Access token of the session.
+    #[arg(long, env = "KITE_ACCESS_TOKEN", hide_env_values = true)]
+    access_token: String,
+    /// The instrument master (Kite CSV) of the tokens.
+    #[arg(long)]
+    instruments: PathBuf,
+    /// Tokens to subscribe in full mode (repeatable); default: every token in the master.
+    #[arg(long = "token")]
+    tokens: Vec<i64>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -67,6 +136,16 @@ struct SimulateArgs {
     /// Event time between consecutive ticks, in milliseconds.
     #[arg(long)]
     tick_interval_ms: Option<u64>,
+    /// Event seconds per wall second (e.g. 75 plays a 375-minute session in 5 minutes);
+    /// sets the tick interval from the rate.
+    #[arg(long, conflicts_with = "tick_interval_ms")]
+    speed: Option<f64>,
+    /// Also record every tick to this file (.ndjson or .csv) for `ingest replay`.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Write the simulated instrument master (Kite CSV) to this file, then exit.
+    #[arg(long)]
+    write_master: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,7 +171,7 @@ struct TokenArgs {
 }
 
 impl SimulateArgs {
-    fn apply(&self, config: &mut Config) {
+    fn apply(&self, config: &mut Config) -> Result<()> {
         if let Some(seed) = self.seed {
             config.simulate.market.seed = seed;
         }
@@ -105,6 +184,17 @@ impl SimulateArgs {
         if let Some(ms) = self.tick_interval_ms {
             config.simulate.market.tick_interval_ms = ms;
         }
+        if let Some(speed) = self.speed {
+            let rate = config.simulate.rate;
+            if !(speed > 0.0 && rate > 0.0) {
+                bail!(
+                    "--speed needs a positive speed and a positive --rate (ticks per wall second)"
+                );
+            }
+            config.simulate.market.tick_interval_ms =
+                ((speed * 1_000.0 / rate).round() as u64).max(1);
+        }
+        Ok(())
     }
 }
 
@@ -117,21 +207,12 @@ async fn main() -> Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
     match cli.command {
-        Command::Ingest {
-            source: IngestSource::Simulate(args),
-        } => {
-            args.apply(&mut config);
-            let report = strikeflow_ingest::run_simulation(config.simulate(), shutdown).await?;
-            println!(
-                "published {} instruments and {} ticks in {:.2?}",
-                report.instruments, report.ticks, report.elapsed
-            );
-        }
+        Command::Ingest { source } => ingest(source, &mut config, shutdown).await?,
         Command::Process => strikeflow_processors::run(config.processor(), shutdown).await?,
         Command::Sink => strikeflow_sink::run(config.sink(), shutdown).await?,
         Command::Push => strikeflow_push::run(config.push(), shutdown).await?,
         Command::Run(args) => {
-            args.simulate.apply(&mut config);
+            args.simulate.apply(&mut config)?;
             run_all(&config, !args.no_simulator, shutdown).await?;
         }
         Command::Migrate => {
@@ -158,6 +239,9 @@ async fn main() -> Result<()> {
                 config.kafka.brokers
             );
         }
+        Command::Bench {
+            what: BenchTarget::Ingest { ticks },
+        } => strikeflow::bench::ingest(&config, ticks).await?,
         Command::Token(args) => {
             let ttl = Duration::from_secs(args.ttl_secs);
             let token = strikeflow_push::auth::mint(
@@ -167,6 +251,101 @@ async fn main() -> Result<()> {
                 args.channels,
             )?;
             println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+async fn ingest(
+    source: IngestSource,
+    config: &mut Config,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    match source {
+        IngestSource::Simulate(args) => {
+            args.apply(config)?;
+            if let Some(path) = &args.write_master {
+                let market = strikeflow_ingest::MarketSimulator::new(&config.simulate.market)?;
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                strikeflow_ingest::master::write_master(file, market.instruments())?;
+                println!(
+                    "wrote {} instruments to {}",
+                    market.instruments().len(),
+                    path.display()
+                );
+                return Ok(());
+            }
+            let mut simulate = config.simulate();
+            simulate.record = args.record.clone();
+            let report = strikeflow_ingest::run_simulation(simulate, shutdown).await?;
+            println!(
+                "published {} instruments and {} ticks ({} rejected) in {:.2?}",
+                report.instruments, report.ticks, report.rejected, report.elapsed
+            );
+        }
+        IngestSource::Instruments(args) => {
+            let file = std::fs::File::open(&args.file)
+                .with_context(|| format!("opening {}", args.file.display()))?;
+            let master = strikeflow_ingest::master::read_master(std::io::BufReader::new(file))?;
+            for bad in &master.errors {
+                eprintln!(
+                    "{}:{}: skipped: {}",
+                    args.file.display(),
+                    bad.line,
+                    bad.reason
+                );
+            }
+            let mut publisher = strikeflow_ingest::TickPublisher::connect(
+                &config.kafka.brokers,
+                &config.topics(),
+                None,
+            )?;
+            publisher.publish_instruments(&master.instruments).await?;
+            let (client, connection) =
+                tokio_postgres::connect(&config.database.url, tokio_postgres::NoTls)
+                    .await
+                    .with_context(|| format!("connecting to {}", redact(&config.database.url)))?;
+            let connection = tokio::spawn(connection);
+            strikeflow_sink::upsert_instruments(&client, &master.instruments).await?;
+            drop(client);
+            let _ = connection.await;
+            println!(
+                "loaded {} instruments ({} rows skipped) into {} and the instruments table",
+                master.instruments.len(),
+                master.errors.len(),
+                config.topics().instruments()
+            );
+        }
+        IngestSource::Replay(args) => {
+            let replay = strikeflow_ingest::replay::ReplayConfig {
+                brokers: config.kafka.brokers.clone(),
+                topics: config.topics(),
+                files: args.files,
+                instruments_csv: args.instruments,
+                speed: args.speed,
+                from_line: args.from_line,
+                progress: !args.no_progress,
+            };
+            let report = strikeflow_ingest::replay::run_replay(replay, shutdown).await?;
+            println!(
+                "published {} ticks ({} rejected, {} malformed lines) in {:.2?}; resume with --from-line {}",
+                report.published, report.rejected, report.malformed, report.elapsed, report.next_line
+            );
+        }
+        IngestSource::Kite(args) => {
+            let kite = strikeflow_ingest::kite::KiteConfig {
+                url: args.url,
+                api_key: args.api_key,
+                access_token: args.access_token,
+                instruments_csv: args.instruments,
+                tokens: args.tokens,
+                brokers: config.kafka.brokers.clone(),
+                topics: config.topics(),
+                ..Default::default()
+            };
+            let report = strikeflow_ingest::kite::run_kite(kite, shutdown).await?;
+            println!("{report:?}");
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! strikeflow ingest: market feeds into Kafka.
 //!
-//! Sources produce [`strikeflow_schemas::Tick`]s; [`publish`] sends them to `ticks.v1`
+//! Sources (the [`simulator`], [`replay`] of recordings, the [`kite`] ticker) produce
+//! [`strikeflow_schemas::Tick`]s; the [`publisher`] validates them and sends them to `ticks.v1`
 //! keyed by option chain, after the instrument master went to `instruments.v1`.
 
 pub mod calendar;
@@ -28,4 +29,7 @@ pub enum IngestError {
     /// The simulator settings are invalid.
     #[error(transparent)]
     Simulator(#[from] simulator::SimulatorError),
+    /// A recording could not be written.
+    #[error(transparent)]
+    Recording(#[from] replay::FormatError),
 }

@@ -1,5 +1,6 @@
 //! Publishing a simulated session to Kafka.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -8,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::publisher::TickPublisher;
+use crate::replay::TickRecorder;
 use crate::simulator::{MarketSimulator, SimulatorConfig};
 use crate::IngestError;
 
@@ -25,6 +27,8 @@ pub struct SimulateConfig {
     pub max_ticks: Option<u64>,
     /// Ticks per second of wall time (None: as fast as Kafka takes them).
     pub rate: Option<f64>,
+    /// Also write every generated tick to this recording (`.ndjson` or `.csv`), for replay.
+    pub record: Option<PathBuf>,
 }
 
 impl Default for SimulateConfig {
@@ -35,6 +39,7 @@ impl Default for SimulateConfig {
             simulator: SimulatorConfig::default(),
             max_ticks: None,
             rate: Some(200.0),
+            record: None,
         }
     }
 }
@@ -65,6 +70,11 @@ pub async fn run_simulation(
     let instruments = publisher.publish_instruments(market.instruments()).await?;
     info!(instruments, rate = ?config.rate, max_ticks = ?config.max_ticks, "simulation started");
 
+    let mut recorder = config
+        .record
+        .as_deref()
+        .map(TickRecorder::create)
+        .transpose()?;
     let mut sent = 0u64;
     let mut pacer = config
         .rate
@@ -93,6 +103,9 @@ pub async fn run_simulation(
             .map_or(budget, |max| budget.min(max - sent));
         for seq in sent..sent + budget {
             let tick = market.next_tick();
+            if let Some(recorder) = recorder.as_mut() {
+                recorder.record(&tick)?;
+            }
             publisher
                 .publish(&tick, || format!("simulator:{seq}"), None)
                 .await?;
@@ -104,6 +117,9 @@ pub async fn run_simulation(
         }
     }
     publisher.flush().await?;
+    if let Some(recorder) = recorder {
+        recorder.finish()?;
+    }
     metrics::counter!("ingest_ticks_total", "source" => "simulator")
         .increment(publisher.published());
     let report = SimulationReport {

@@ -7,7 +7,7 @@
 mod admin;
 mod outbox;
 
-pub use admin::ensure_topics;
+pub use admin::{delete_topics, ensure_topics};
 pub use outbox::{DeadLetter, Outbox};
 pub use rdkafka;
 
@@ -22,9 +22,9 @@ pub enum KafkaError {
     /// The producer was dropped while deliveries were still outstanding.
     #[error("producer closed before confirming delivery")]
     ProducerGone,
-    /// Creating a topic failed for a reason other than it already existing.
-    #[error("creating topic {topic}: {reason}")]
-    CreateTopic {
+    /// Creating or deleting a topic failed for a reason other than it (not) existing.
+    #[error("topic {topic}: {reason}")]
+    Topic {
         /// The topic that could not be created.
         topic: String,
         /// What the broker said.

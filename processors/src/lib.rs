@@ -4,6 +4,7 @@
 //! [`runner`] the thin Kafka shell that drives them.
 
 pub mod bars;
+pub mod chain;
 pub mod core;
 pub mod indicators;
 pub mod pricing;

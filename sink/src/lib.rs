@@ -10,7 +10,7 @@ mod offsets;
 mod writer;
 
 pub use batch::Batch;
-pub use writer::write_batch;
+pub use writer::{upsert_instruments, write_batch};
 
 use std::time::Duration;
 

@@ -3,9 +3,10 @@
 use std::pin::pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use strikeflow_schemas::Instrument;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Error};
+use tokio_postgres::{Client, Error, GenericClient};
 
 use crate::Batch;
 
@@ -30,27 +31,34 @@ fn timestamp(micros: i64) -> SystemTime {
     }
 }
 
-/// Writes every row of `batch` and advances `consumer`'s offsets, atomically.
-pub async fn write_batch(client: &mut Client, consumer: &str, batch: &Batch) -> Result<(), Error> {
-    let tx = client.transaction().await?;
-
-    if !batch.instruments.is_empty() {
-        let upsert = tx
-            .prepare(
-                "INSERT INTO instruments (instrument_token, exchange_token, tradingsymbol, name, last_price, \
-                 expiry, strike, tick_size, lot_size, instrument_type, segment, exchange, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
-                 ON CONFLICT (instrument_token) DO UPDATE SET exchange_token = EXCLUDED.exchange_token, \
-                 tradingsymbol = EXCLUDED.tradingsymbol, name = EXCLUDED.name, last_price = EXCLUDED.last_price, \
-                 expiry = EXCLUDED.expiry, strike = EXCLUDED.strike, tick_size = EXCLUDED.tick_size, \
-                 lot_size = EXCLUDED.lot_size, instrument_type = EXCLUDED.instrument_type, \
-                 segment = EXCLUDED.segment, exchange = EXCLUDED.exchange, updated_at = now()",
-            )
-            .await?;
-        for i in batch.instruments.values() {
-            let expiry = i.expiry.and_then(strikeflow_schemas::date_from_days);
-            let kind = format!("{:?}", i.instrument_type);
-            tx.execute(
+/// Inserts or updates instrument definitions by token. Shared by the sink and by
+/// `strikeflow ingest instruments`, which loads a master file straight into the table.
+pub async fn upsert_instruments<'a>(
+    client: &impl GenericClient,
+    instruments: impl IntoIterator<Item = &'a Instrument>,
+) -> Result<u64, Error> {
+    let mut instruments = instruments.into_iter().peekable();
+    if instruments.peek().is_none() {
+        return Ok(0);
+    }
+    let upsert = client
+        .prepare(
+            "INSERT INTO instruments (instrument_token, exchange_token, tradingsymbol, name, last_price, \
+             expiry, strike, tick_size, lot_size, instrument_type, segment, exchange, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
+             ON CONFLICT (instrument_token) DO UPDATE SET exchange_token = EXCLUDED.exchange_token, \
+             tradingsymbol = EXCLUDED.tradingsymbol, name = EXCLUDED.name, last_price = EXCLUDED.last_price, \
+             expiry = EXCLUDED.expiry, strike = EXCLUDED.strike, tick_size = EXCLUDED.tick_size, \
+             lot_size = EXCLUDED.lot_size, instrument_type = EXCLUDED.instrument_type, \
+             segment = EXCLUDED.segment, exchange = EXCLUDED.exchange, updated_at = now()",
+        )
+        .await?;
+    let mut written = 0;
+    for i in instruments {
+        let expiry = i.expiry.and_then(strikeflow_schemas::date_from_days);
+        let kind = format!("{:?}", i.instrument_type);
+        written += client
+            .execute(
                 &upsert,
                 &[
                     &i.instrument_token,
@@ -68,8 +76,15 @@ pub async fn write_batch(client: &mut Client, consumer: &str, batch: &Batch) -> 
                 ],
             )
             .await?;
-        }
     }
+    Ok(written)
+}
+
+/// Writes every row of `batch` and advances `consumer`'s offsets, atomically.
+pub async fn write_batch(client: &mut Client, consumer: &str, batch: &Batch) -> Result<(), Error> {
+    let tx = client.transaction().await?;
+
+    upsert_instruments(&tx, batch.instruments.values()).await?;
 
     if !batch.ticks.is_empty() {
         let sink = tx

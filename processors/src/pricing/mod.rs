@@ -30,6 +30,8 @@
 //! `implied-vol` crate (full double precision in at most two Householder steps). A price that
 //! has no implied volatility is a typed [`NoIv`], never a NaN.
 
+#![warn(missing_docs)]
+
 mod black;
 mod expiry;
 mod forward;

@@ -1,0 +1,1 @@
+//! Option-chain analytics (being written).
