@@ -6,7 +6,7 @@
 use implied_vol::solver::Jaeckel;
 use implied_vol::{DefaultSpecialFn, ImpliedBlackVolatilityNormalised, PriceBlackScholes};
 
-use super::normal::cdf_and_pdf;
+use super::normal::{norm_cdf, norm_pdf};
 use super::{NoIv, OptionKind};
 
 /// Undiscounted Black price. Callers guarantee `f, k > 0` finite, `sigma ≥ 0`, `t ≥ 0`.
@@ -98,12 +98,10 @@ pub(crate) fn sensitivities(kind: OptionKind, f: f64, p: Point) -> Sensitivities
     // N(d2) is not needed: wherever a Greek carries K·N(d2) it is F·∂B/∂F − B (Euler's
     // theorem for the degree-1 homogeneous B(F, K)), and the caller has B. That saves one
     // erfc per evaluation on the hot path.
-    let (dfwd, pdf) = match kind {
-        OptionKind::Call => cdf_and_pdf(d1),
-        OptionKind::Put => {
-            let (n, pdf) = cdf_and_pdf(-d1);
-            (-n, pdf)
-        }
+    let pdf = norm_pdf(d1);
+    let dfwd = match kind {
+        OptionKind::Call => norm_cdf(d1),
+        OptionKind::Put => -norm_cdf(-d1),
     };
     Sensitivities {
         dfwd,

@@ -30,32 +30,6 @@ pub fn norm_pdf(x: f64) -> f64 {
     FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
-/// `(N(y), φ(y))` together, for the Greeks' hot path.
-///
-/// Cody's `erfc` spends two exponentials on `e^{−z²}` in the body and tails; `φ(y)` needs
-/// `e^{−y²/2}` anyway, so the tail is taken as `½·erfcx(|y|/√2)·e^{−y²/2}` (the scaled
-/// `erfcx` has no exponential there) and one exponential serves both. Relative accuracy is a
-/// few ulps times `y²/2` (the rounding of the exponent), i.e. ~1e-14 at |y| = 10: far
-/// below anything a Greek is displayed or compared at. Near the money (|y|/√2 ≤ 0.46875)
-/// plain `erfc`, which has no exponential there, is used.
-#[inline]
-pub(crate) fn cdf_and_pdf(y: f64) -> (f64, f64) {
-    let e = (-0.5 * y * y).exp();
-    let z = y.abs() * std::f64::consts::FRAC_1_SQRT_2;
-    // N(−|y|).
-    let lower_tail = if z <= 0.468_75 {
-        0.5 * <DefaultSpecialFn as SpecialFn>::erfc(z)
-    } else {
-        0.5 * <DefaultSpecialFn as SpecialFn>::erfcx(z) * e
-    };
-    let cdf = if y <= 0.0 {
-        lower_tail
-    } else {
-        1.0 - lower_tail
-    };
-    (cdf, FRAC_1_SQRT_2PI * e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,21 +57,6 @@ mod tests {
         for i in -60..=60 {
             let x = f64::from(i) * 0.1;
             assert!((norm_cdf(x) + norm_cdf(-x) - 1.0).abs() < 2e-16, "x = {x}");
-        }
-    }
-
-    #[test]
-    fn fused_cdf_and_pdf_match_the_separate_ones() {
-        for i in -1_000..=1_000 {
-            let y = f64::from(i) * 0.0125; // −12.5 … 12.5, across the 0.46875·√2 switch
-            let (cdf, pdf) = cdf_and_pdf(y);
-            let want = norm_cdf(y);
-            let tol = 4.0 * f64::EPSILON * (1.0 + 0.5 * y * y);
-            assert!(
-                ((cdf - want) / want).abs() <= tol,
-                "N({y}): {cdf:e} vs {want:e}"
-            );
-            assert_eq!(pdf, norm_pdf(y), "φ({y})");
         }
     }
 
