@@ -245,6 +245,8 @@ mod tests {
     #[test]
     fn file_then_env_override_defaults() {
         figment::Jail::expect_with(|jail| {
+            // `./dev test` exports KAFKA_BROKERS and friends; this test sets its own.
+            jail.clear_env();
             jail.create_file(
                 "custom.toml",
                 "[kafka]\nbrokers = \"file:9092\"\ntopic_prefix = \"demo.\"\n[sink]\nbatch_rows = 7\n",
@@ -263,7 +265,8 @@ mod tests {
 
     #[test]
     fn missing_explicit_file_is_an_error() {
-        figment::Jail::expect_with(|_| {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             assert!(Config::load(Some(Path::new("nope.toml"))).is_err());
             Ok(())
         });
