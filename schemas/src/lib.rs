@@ -3,11 +3,15 @@
 //!
 //! Every other crate depends on this one; everything is re-exported at the crate root.
 
+pub mod analytics;
 pub mod canonical;
 pub mod codec;
 pub mod model;
 pub mod topics;
 
+pub use analytics::{
+    BuildUp, ChainAnalytics, MoneynessPoint, NoIvReason, OptionSide, ReferenceKind, StrikeAnalytics,
+};
 pub use canonical::{canonical_form, rabin_fingerprint, RABIN_EMPTY};
 pub use codec::{
     decode, encode, encode_into, fingerprint, split_header, try_fingerprint, AvroRecord,

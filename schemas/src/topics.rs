@@ -29,6 +29,9 @@ impl Topics {
     pub const TICKS_PARTITIONS: i32 = 6;
     /// Partitions of the bars topic.
     pub const BARS_PARTITIONS: i32 = 6;
+    /// Partitions of each analytics topic (strikes, chains, moneyness, indicators): the same
+    /// as ticks, since they are keyed by the same chain key.
+    pub const ANALYTICS_PARTITIONS: i32 = 6;
 
     /// Topic names under `prefix` (used verbatim, e.g. `"test-1."`).
     pub fn new(prefix: impl Into<String>) -> Self {
@@ -52,6 +55,32 @@ impl Topics {
         format!("{}bars.v1", self.prefix)
     }
 
+    /// Per-option analytics (`strikeflow.StrikeAnalytics`, keyed by [`crate::ChainKey`]).
+    pub fn strikes(&self) -> String {
+        format!("{}strikes.v1", self.prefix)
+    }
+
+    /// Per-chain analytics (`strikeflow.ChainAnalytics`, keyed by [`crate::ChainKey`]).
+    pub fn chains(&self) -> String {
+        format!("{}chains.v1", self.prefix)
+    }
+
+    /// Moneyness series points (`strikeflow.MoneynessPoint`, keyed by [`crate::ChainKey`]).
+    pub fn moneyness(&self) -> String {
+        format!("{}moneyness.v1", self.prefix)
+    }
+
+    /// Streaming technical indicators over bars.
+    pub fn indicators(&self) -> String {
+        format!("{}indicators.v1", self.prefix)
+    }
+
+    /// Ticks that arrived later than the allowed lateness: counted and routed here, never
+    /// silently dropped.
+    pub fn late(&self) -> String {
+        format!("{}ticks.late.v1", self.prefix)
+    }
+
     /// Dead-letter topic of `source_topic` (a full name, prefix included): `.dlq` goes before
     /// the version suffix, `"x.ticks.v1"` -> `"x.ticks.dlq.v1"`; a name without a `.vN` suffix
     /// just gets `.dlq` appended.
@@ -64,7 +93,8 @@ impl Topics {
 
     /// Every topic the pipeline needs, with its layout, for the admin step that creates them:
     /// instruments (1 partition, compacted), ticks (6), bars (6), then the dead-letter topics of
-    /// ticks, bars and instruments (1 partition each).
+    /// ticks, bars and instruments (1 partition each), then the analytics topics strikes,
+    /// chains, moneyness and indicators (6 each) and the late-ticks topic (1).
     pub fn all(&self) -> Vec<TopicSpec> {
         let spec = |name: String, partitions: i32, compacted: bool| TopicSpec {
             name,
@@ -78,6 +108,11 @@ impl Topics {
             spec(self.dead_letter(&self.ticks()), 1, false),
             spec(self.dead_letter(&self.bars()), 1, false),
             spec(self.dead_letter(&self.instruments()), 1, false),
+            spec(self.strikes(), Self::ANALYTICS_PARTITIONS, false),
+            spec(self.chains(), Self::ANALYTICS_PARTITIONS, false),
+            spec(self.moneyness(), Self::ANALYTICS_PARTITIONS, false),
+            spec(self.indicators(), Self::ANALYTICS_PARTITIONS, false),
+            spec(self.late(), 1, false),
         ]
     }
 }
@@ -98,6 +133,11 @@ mod tests {
         assert_eq!(t.instruments(), "instruments.v1");
         assert_eq!(t.ticks(), "ticks.v1");
         assert_eq!(t.bars(), "bars.v1");
+        assert_eq!(t.strikes(), "strikes.v1");
+        assert_eq!(t.chains(), "chains.v1");
+        assert_eq!(t.moneyness(), "moneyness.v1");
+        assert_eq!(t.indicators(), "indicators.v1");
+        assert_eq!(t.late(), "ticks.late.v1");
         let p = Topics::new("x.");
         assert_eq!(p.ticks(), "x.ticks.v1");
         assert_eq!(p.dead_letter(&p.ticks()), "x.ticks.dlq.v1");
@@ -123,6 +163,11 @@ mod tests {
                 ("p-ticks.dlq.v1", 1, false),
                 ("p-bars.dlq.v1", 1, false),
                 ("p-instruments.dlq.v1", 1, false),
+                ("p-strikes.v1", 6, false),
+                ("p-chains.v1", 6, false),
+                ("p-moneyness.v1", 6, false),
+                ("p-indicators.v1", 6, false),
+                ("p-ticks.late.v1", 1, false),
             ]
         );
     }

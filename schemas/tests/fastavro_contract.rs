@@ -11,8 +11,9 @@ use std::process::Command;
 
 use serde_json::Value;
 use strikeflow_schemas::{
-    canonical_form, days_from_date, encode, fingerprint, AvroRecord, Bar, Instrument,
-    InstrumentType, Tick, AVRO_SCHEMA_DIR,
+    canonical_form, days_from_date, encode, fingerprint, AvroRecord, Bar, BuildUp, ChainAnalytics,
+    Instrument, InstrumentType, MoneynessPoint, NoIvReason, OptionSide, ReferenceKind,
+    StrikeAnalytics, Tick, AVRO_SCHEMA_DIR,
 };
 
 /// What one field must decode to, in the integer/string/double terms of the wire.
@@ -21,7 +22,23 @@ enum Expect {
     Long(i64),
     Double(f64),
     Str(String),
+    Bool(bool),
     Null,
+}
+
+fn opt_double(v: Option<f64>) -> Expect {
+    v.map_or(Expect::Null, Expect::Double)
+}
+
+fn opt_long(v: Option<i64>) -> Expect {
+    v.map_or(Expect::Null, Expect::Long)
+}
+
+fn side_symbol(s: OptionSide) -> Expect {
+    Expect::Str(match s {
+        OptionSide::CE => "CE".into(),
+        OptionSide::PE => "PE".into(),
+    })
 }
 
 /// The fields of a record in the form the Python side reports them.
@@ -93,6 +110,285 @@ impl Fields for Bar {
             ("tick_count", Long(self.tick_count.into())),
         ]
     }
+}
+
+impl Fields for StrikeAnalytics {
+    fn fields(&self) -> Vec<(&'static str, Expect)> {
+        use Expect::*;
+        let reason = self.no_iv_reason.map_or(Null, |r| {
+            Str(match r {
+                NoIvReason::BelowIntrinsic => "BELOW_INTRINSIC",
+                NoIvReason::AboveMaximum => "ABOVE_MAXIMUM",
+                NoIvReason::NoTwoSidedMarket => "NO_TWO_SIDED_MARKET",
+                NoIvReason::Expired => "EXPIRED",
+                NoIvReason::InvalidInput => "INVALID_INPUT",
+                NoIvReason::NoUnderlying => "NO_UNDERLYING",
+            }
+            .into())
+        });
+        let build_up = match self.build_up {
+            BuildUp::LongBuildup => "LONG_BUILDUP",
+            BuildUp::ShortBuildup => "SHORT_BUILDUP",
+            BuildUp::ShortCovering => "SHORT_COVERING",
+            BuildUp::LongUnwinding => "LONG_UNWINDING",
+            BuildUp::Neutral => "NEUTRAL",
+        };
+        vec![
+            ("instrument_token", Long(self.instrument_token)),
+            ("tradingsymbol", Str(self.tradingsymbol.clone())),
+            ("underlying", Str(self.underlying.clone())),
+            ("expiry", Long(self.expiry.into())),
+            ("strike", Double(self.strike)),
+            ("option_type", side_symbol(self.option_type)),
+            ("ts", Long(self.ts)),
+            ("ltp", Double(self.ltp)),
+            (
+                "ltp_change_prev_close",
+                opt_double(self.ltp_change_prev_close),
+            ),
+            ("oi", Long(self.oi)),
+            ("oi_change_prev_close", opt_long(self.oi_change_prev_close)),
+            ("oi_change_window", opt_long(self.oi_change_window)),
+            ("volume", Long(self.volume)),
+            ("bid", Double(self.bid)),
+            ("ask", Double(self.ask)),
+            ("iv", opt_double(self.iv)),
+            ("no_iv_reason", reason),
+            ("delta", opt_double(self.delta)),
+            ("gamma", opt_double(self.gamma)),
+            ("theta", opt_double(self.theta)),
+            ("vega", opt_double(self.vega)),
+            ("rho", opt_double(self.rho)),
+            ("build_up", Str(build_up.into())),
+            ("strike_pcr", opt_double(self.strike_pcr)),
+            ("gex", opt_double(self.gex)),
+        ]
+    }
+}
+
+impl Fields for ChainAnalytics {
+    fn fields(&self) -> Vec<(&'static str, Expect)> {
+        use Expect::*;
+        let kind = match self.reference_kind {
+            ReferenceKind::Spot => "SPOT",
+            ReferenceKind::Future => "FUTURE",
+            ReferenceKind::ParityForward => "PARITY_FORWARD",
+        };
+        vec![
+            ("underlying", Str(self.underlying.clone())),
+            ("expiry", Long(self.expiry.into())),
+            ("ts", Long(self.ts)),
+            ("minute_close", Bool(self.minute_close)),
+            ("time_to_expiry", Double(self.time_to_expiry)),
+            ("spot", opt_double(self.spot)),
+            ("future", opt_double(self.future)),
+            ("parity_forward", opt_double(self.parity_forward)),
+            ("reference_price", Double(self.reference_price)),
+            ("reference_kind", Str(kind.into())),
+            ("atm_strike", Double(self.atm_strike)),
+            ("pcr_oi", opt_double(self.pcr_oi)),
+            ("pcr_volume", opt_double(self.pcr_volume)),
+            ("max_pain", opt_double(self.max_pain)),
+            ("atm_straddle", opt_double(self.atm_straddle)),
+            ("implied_move_pct", opt_double(self.implied_move_pct)),
+            ("atm_iv", opt_double(self.atm_iv)),
+            ("skew_25d", opt_double(self.skew_25d)),
+            ("support", opt_double(self.support)),
+            ("resistance", opt_double(self.resistance)),
+            ("basis", opt_double(self.basis)),
+            ("annualised_carry", opt_double(self.annualised_carry)),
+            ("net_gex", opt_double(self.net_gex)),
+            ("total_ce_oi", Long(self.total_ce_oi)),
+            ("total_pe_oi", Long(self.total_pe_oi)),
+            (
+                "ce_oi_change_prev_close",
+                opt_long(self.ce_oi_change_prev_close),
+            ),
+            (
+                "pe_oi_change_prev_close",
+                opt_long(self.pe_oi_change_prev_close),
+            ),
+        ]
+    }
+}
+
+impl Fields for MoneynessPoint {
+    fn fields(&self) -> Vec<(&'static str, Expect)> {
+        use Expect::*;
+        vec![
+            ("underlying", Str(self.underlying.clone())),
+            ("expiry", Long(self.expiry.into())),
+            ("minute", Long(self.minute)),
+            ("bucket", Str(self.bucket.clone())),
+            ("level", Long(self.level.into())),
+            ("side", side_symbol(self.side)),
+            ("instrument_token", Long(self.instrument_token)),
+            ("strike", Double(self.strike)),
+            ("ltp", Double(self.ltp)),
+            ("iv", opt_double(self.iv)),
+            ("delta", opt_double(self.delta)),
+            ("oi", Long(self.oi)),
+            ("volume", Long(self.volume)),
+        ]
+    }
+}
+
+fn strike_analytics() -> Vec<StrikeAnalytics> {
+    let s = StrikeAnalytics {
+        instrument_token: 12_345_602,
+        tradingsymbol: "NIFTY26DEC24500CE".into(),
+        underlying: "NIFTY".into(),
+        expiry: date(2026, 12, 29),
+        strike: 24_500.0,
+        option_type: OptionSide::CE,
+        ts: 1_798_518_601_000_000,
+        ltp: 312.45,
+        ltp_change_prev_close: Some(-12.3),
+        oi: 9_876_500,
+        oi_change_prev_close: Some(-65_000),
+        oi_change_window: Some(1_300),
+        volume: 1_234_500,
+        bid: 312.4,
+        ask: 312.5,
+        iv: Some(0.1234),
+        no_iv_reason: None,
+        delta: Some(0.52),
+        gamma: Some(0.0004),
+        theta: Some(-9.1),
+        vega: Some(18.2),
+        rho: Some(0.0),
+        build_up: BuildUp::ShortBuildup,
+        strike_pcr: Some(1.25),
+        gex: Some(1.5e9),
+    };
+    let mut out = vec![s.clone()];
+    for (i, reason) in [
+        NoIvReason::BelowIntrinsic,
+        NoIvReason::AboveMaximum,
+        NoIvReason::NoTwoSidedMarket,
+        NoIvReason::Expired,
+        NoIvReason::InvalidInput,
+        NoIvReason::NoUnderlying,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let build_up = [
+            BuildUp::LongBuildup,
+            BuildUp::ShortBuildup,
+            BuildUp::ShortCovering,
+            BuildUp::LongUnwinding,
+            BuildUp::Neutral,
+        ][i % 5];
+        out.push(StrikeAnalytics {
+            option_type: OptionSide::PE,
+            ltp_change_prev_close: None,
+            oi_change_prev_close: None,
+            oi_change_window: None,
+            iv: None,
+            no_iv_reason: Some(reason),
+            delta: None,
+            gamma: None,
+            theta: None,
+            vega: None,
+            rho: None,
+            build_up,
+            strike_pcr: None,
+            gex: None,
+            ..s.clone()
+        });
+    }
+    out
+}
+
+fn chain_analytics() -> Vec<ChainAnalytics> {
+    let c = ChainAnalytics {
+        underlying: "NIFTY".into(),
+        expiry: date(2026, 12, 29),
+        ts: 1_798_518_660_000_000,
+        minute_close: true,
+        time_to_expiry: 0.0123,
+        spot: Some(24_512.35),
+        future: Some(24_580.0),
+        parity_forward: Some(24_579.5),
+        reference_price: 24_580.0,
+        reference_kind: ReferenceKind::Future,
+        atm_strike: 24_600.0,
+        pcr_oi: Some(0.93),
+        pcr_volume: Some(1.07),
+        max_pain: Some(24_500.0),
+        atm_straddle: Some(410.5),
+        implied_move_pct: Some(1.67),
+        atm_iv: Some(0.118),
+        skew_25d: Some(0.021),
+        support: Some(24_000.0),
+        resistance: Some(25_000.0),
+        basis: Some(67.65),
+        annualised_carry: Some(0.22),
+        net_gex: Some(-3.2e10),
+        total_ce_oi: 123_456_789,
+        total_pe_oi: 114_000_000,
+        ce_oi_change_prev_close: Some(-1_000),
+        pe_oi_change_prev_close: Some(2_000),
+    };
+    vec![
+        c.clone(),
+        ChainAnalytics {
+            minute_close: false,
+            spot: None,
+            future: None,
+            parity_forward: None,
+            reference_kind: ReferenceKind::ParityForward,
+            pcr_oi: None,
+            pcr_volume: None,
+            max_pain: None,
+            atm_straddle: None,
+            implied_move_pct: None,
+            atm_iv: None,
+            skew_25d: None,
+            support: None,
+            resistance: None,
+            basis: None,
+            annualised_carry: None,
+            net_gex: None,
+            ce_oi_change_prev_close: None,
+            pe_oi_change_prev_close: None,
+            ..c.clone()
+        },
+        ChainAnalytics {
+            reference_kind: ReferenceKind::Spot,
+            ..c
+        },
+    ]
+}
+
+fn moneyness_points() -> Vec<MoneynessPoint> {
+    let m = MoneynessPoint {
+        underlying: "BANKNIFTY".into(),
+        expiry: date(2026, 12, 29),
+        minute: 1_798_518_600_000_000,
+        bucket: "OTM1".into(),
+        level: 1,
+        side: OptionSide::CE,
+        instrument_token: 12_345_858,
+        strike: 52_100.0,
+        ltp: 401.2,
+        iv: Some(0.14),
+        delta: Some(0.41),
+        oi: 650_000,
+        volume: 1_200_000,
+    };
+    vec![
+        m.clone(),
+        MoneynessPoint {
+            bucket: "ITM2".into(),
+            level: 2,
+            side: OptionSide::PE,
+            iv: None,
+            delta: None,
+            ..m
+        },
+    ]
 }
 
 fn date(y: i32, m: u32, d: u32) -> i32 {
@@ -297,6 +593,7 @@ fn check_field(ctx: &str, expected: &Expect, actual: Option<&Value>) {
     match expected {
         Expect::Long(n) => assert_eq!(actual.as_i64(), Some(*n), "{ctx}: got {actual}"),
         Expect::Str(s) => assert_eq!(actual.as_str(), Some(s.as_str()), "{ctx}: got {actual}"),
+        Expect::Bool(b) => assert_eq!(actual.as_bool(), Some(*b), "{ctx}: got {actual}"),
         Expect::Null => assert!(actual.is_null(), "{ctx}: expected null, got {actual}"),
         Expect::Double(x) => {
             let text = actual
@@ -325,6 +622,9 @@ fn fastavro_decodes_rust_encoded_messages_by_fingerprint() {
     write_all(&dir, &instruments(), &mut written);
     write_all(&dir, &ticks(), &mut written);
     write_all(&dir, &bars(), &mut written);
+    write_all(&dir, &strike_analytics(), &mut written);
+    write_all(&dir, &chain_analytics(), &mut written);
+    write_all(&dir, &moneyness_points(), &mut written);
 
     let output = Command::new(&python)
         .arg(&script)
@@ -359,6 +659,21 @@ fn fastavro_decodes_rust_encoded_messages_by_fingerprint() {
         ),
         (Tick::NAME, Tick::SCHEMA_JSON, fingerprint::<Tick>()),
         (Bar::NAME, Bar::SCHEMA_JSON, fingerprint::<Bar>()),
+        (
+            StrikeAnalytics::NAME,
+            StrikeAnalytics::SCHEMA_JSON,
+            fingerprint::<StrikeAnalytics>(),
+        ),
+        (
+            ChainAnalytics::NAME,
+            ChainAnalytics::SCHEMA_JSON,
+            fingerprint::<ChainAnalytics>(),
+        ),
+        (
+            MoneynessPoint::NAME,
+            MoneynessPoint::SCHEMA_JSON,
+            fingerprint::<MoneynessPoint>(),
+        ),
     ];
     assert_eq!(
         schemas.len(),

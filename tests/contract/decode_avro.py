@@ -14,7 +14,10 @@ integers on the wire (timestamp-micros -> microseconds since the epoch, date -> 
 1970-01-01) with exact integer arithmetic. Doubles are printed as strings holding Python's
 repr (the shortest text that round-trips, also for inf/-inf/-0.0), because JSON numbers
 cannot carry infinities and not every JSON parser reads floats correctly rounded; the caller
-parses them back and compares bit for bit.
+parses them back and compares bit for bit. Booleans stay JSON booleans, enum symbols (also
+inside ["null", enum] unions) stay strings and null union branches stay JSON null, so the
+analytics records (StrikeAnalytics, ChainAnalytics, MoneynessPoint) need no special casing;
+each .avsc is parsed on its own, so two files may each define the same enum (OptionSide).
 Exits non-zero (with the reason on stderr) when a file has no C3 01 marker, its fingerprint
 matches no schema, or its body does not decode to exactly the message length.
 """
