@@ -118,7 +118,8 @@ impl Default for AuthSection {
 pub struct TelemetrySection {
     /// Log filter in `RUST_LOG` syntax (env `RUST_LOG` wins).
     pub log: String,
-    /// Where to serve Prometheus metrics; empty disables the exporter.
+    /// Where to serve Prometheus metrics (`/metrics`); set to an empty string to disable.
+    #[serde(deserialize_with = "optional_addr")]
     pub metrics_listen: Option<SocketAddr>,
 }
 
@@ -129,6 +130,15 @@ impl Default for TelemetrySection {
             metrics_listen: None,
         }
     }
+}
+
+/// An address, or an empty string for none.
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// `[simulate]`: the simulated market and how fast it is published.

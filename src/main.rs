@@ -442,11 +442,17 @@ fn init_telemetry(config: &Config) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     if let Some(addr) = config.telemetry.metrics_listen {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
+        // Metrics are for operators, not for the data path: a taken port (a second stage on
+        // the same host) is worth a warning, not a refusal to start.
+        match metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
             .install()
-            .with_context(|| format!("serving metrics on {addr}"))?;
-        info!(%addr, "prometheus metrics at /metrics");
+        {
+            Ok(()) => info!(%addr, "prometheus metrics at http://{addr}/metrics"),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "metrics exporter not started; set [telemetry] metrics_listen")
+            }
+        }
     }
     Ok(())
 }

@@ -5,11 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count, eventually, Sandbox};
+use common::{count, eventually, read_topic, Sandbox};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use strikeflow_ingest::MarketSimulator;
+use strikeflow_ingest::{MarketSimulator, SimulatorConfig};
 use strikeflow_push::PushServer;
+use strikeflow_schemas::{ChainAnalytics, IndicatorPoint, StrikeAnalytics};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +21,13 @@ const LATENESS_MS: u64 = 2_000;
 async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     let mut sandbox = Sandbox::new("e2e").await;
     let config = &mut sandbox.config;
-    config.simulate.rate = 0.0; // as fast as Kafka takes them
+    // Paced like a live feed (~3 s of wall time), so the watermark advances as ticks arrive
+    // and the analytics cadence emits second by second instead of once at the end.
+    config.simulate.rate = 2_000.0;
     config.simulate.max_ticks = TICKS;
+    // A pinned market: the NIFTY index, its near future and one weekly chain of ±2 strikes
+    // (12 instruments), so ~10 minutes of ticks give every instrument bars in most minutes.
+    config.simulate.market = SimulatorConfig::single_chain();
     config.simulate.market.tick_interval_ms = 100;
     config.processor.allowed_lateness_ms = LATENESS_MS;
     config.processor.idle_timeout_ms = 1_000;
@@ -150,6 +156,44 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     )
     .await;
     assert_eq!(mismatched, 0, "bars must match their ticks");
+
+    // Chain analytics and indicators reached their topics, decodable and sane.
+    let topics = config.topics();
+    let chains: Vec<ChainAnalytics> = read_topic(&config.kafka.brokers, &topics.chains(), 20).await;
+    let strikes: Vec<f64> = MarketSimulator::new(&config.simulate.market)
+        .unwrap()
+        .instruments()
+        .iter()
+        .filter(|i| i.segment == "NFO-OPT")
+        .map(|i| i.strike)
+        .collect();
+    for chain in &chains {
+        assert_eq!(chain.underlying, "NIFTY");
+        assert!(
+            strikes.contains(&chain.atm_strike),
+            "ATM {} is a listed strike",
+            chain.atm_strike
+        );
+        assert!(chain.reference_price > 0.0 && chain.reference_price.is_finite());
+        assert!(chain.pcr_oi.is_some_and(|p| p > 0.0), "{chain:?}");
+    }
+    assert!(
+        chains.iter().any(|c| c.minute_close),
+        "minute closes are flagged"
+    );
+    let strike_rows: Vec<StrikeAnalytics> =
+        read_topic(&config.kafka.brokers, &topics.strikes(), 50).await;
+    assert!(
+        strike_rows
+            .iter()
+            .any(|s| s.iv.is_some_and(|iv| iv > 0.01 && iv < 2.0)),
+        "some option has an IV"
+    );
+    let points: Vec<IndicatorPoint> =
+        read_topic(&config.kafka.brokers, &topics.indicators(), 10).await;
+    assert!(points
+        .iter()
+        .all(|p| p.outputs.values().all(|v| v.is_finite())));
 
     // The authenticated client got bars for its channel, matching the stored rows.
     let mut received = 0;

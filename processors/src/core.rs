@@ -1,18 +1,38 @@
-//! The processor's sans-I/O core: ticks in, bars and late ticks out.
+//! The processor's sans-I/O core: ticks in; bars, chain analytics, moneyness, indicators
+//! and late ticks out.
 //!
-//! No Kafka and no clock here: the runner feeds it decoded ticks with their partition and
-//! tells it when a partition went idle; everything it returns is what must be published.
+//! No Kafka and no clock here: the runner feeds it the instrument master and decoded ticks
+//! with their partition, and tells it when a partition went idle; everything it returns is
+//! what must be published. All emission is driven by the event-time watermark, so the same
+//! input always gives the same output.
 
-use strikeflow_schemas::{Bar, Tick};
+use strikeflow_schemas::{
+    Bar, ChainAnalytics, IndicatorPoint, Instrument, MoneynessPoint, StrikeAnalytics, Tick,
+};
 
 use crate::bars::{window_start, BarAggregator, BAR_MICROS};
+use crate::chain::{ChainAnalyticsEngine, ChainSettings, EngineOutput, RegisterError};
+use crate::indicator_bank::IndicatorBank;
+use crate::indicators::IndicatorError;
 use crate::watermark::Watermarks;
 
 /// Settings of the event-time core.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CoreSettings {
     /// How far behind its partition's newest event a tick may arrive and still count.
     pub allowed_lateness_micros: i64,
+    /// Option-chain analytics: pricing convention, cadence, moneyness depth.
+    pub chain: ChainSettings,
+}
+
+impl CoreSettings {
+    /// Bars only, with default chain settings (tests and tools that need no analytics).
+    pub fn with_lateness(allowed_lateness_micros: i64) -> Self {
+        Self {
+            allowed_lateness_micros,
+            chain: ChainSettings::default(),
+        }
+    }
 }
 
 /// What the core asks the runner to publish.
@@ -22,26 +42,47 @@ pub enum Output {
     Bar(Bar),
     /// A tick whose bar had already closed when it arrived: published, never dropped.
     Late(Tick),
+    /// One option's analytics at an emission.
+    Strike(StrikeAnalytics),
+    /// One chain's analytics at an emission.
+    Chain(ChainAnalytics),
+    /// One moneyness bucket at a minute close.
+    Moneyness(MoneynessPoint),
+    /// One indicator value at a bar close.
+    Indicator(IndicatorPoint),
 }
 
 /// Event-time processing state of one processor instance.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TickProcessor {
     watermarks: Watermarks,
     bars: BarAggregator,
+    chains: ChainAnalyticsEngine,
+    indicators: IndicatorBank,
     closed: Vec<Bar>,
+    analytics: Vec<EngineOutput>,
+    indicator_points: Vec<IndicatorPoint>,
     late_ticks: u64,
 }
 
 impl TickProcessor {
     /// A processor with no state yet.
-    pub fn new(settings: CoreSettings) -> Self {
+    pub fn new(settings: CoreSettings, indicators: IndicatorBank) -> Self {
         Self {
             watermarks: Watermarks::new(settings.allowed_lateness_micros),
             bars: BarAggregator::new(),
+            chains: ChainAnalyticsEngine::new(settings.chain),
+            indicators,
             closed: Vec::new(),
+            analytics: Vec::new(),
+            indicator_points: Vec::new(),
             late_ticks: 0,
         }
+    }
+
+    /// Learns an instrument from the master (chains need strikes, expiries and lot sizes).
+    pub fn on_instrument(&mut self, instrument: &Instrument) -> Result<(), RegisterError> {
+        self.chains.register(instrument)
     }
 
     /// Handles one tick read from `partition`, appending whatever became final.
@@ -54,6 +95,7 @@ impl TickProcessor {
         }
         self.watermarks.observe(partition, tick.exchange_ts);
         self.bars.add(&tick);
+        self.chains.on_tick(&tick);
         self.close_ready(out);
     }
 
@@ -84,11 +126,31 @@ impl TickProcessor {
     }
 
     fn close_ready(&mut self, out: &mut Vec<Output>) {
-        if let Some(wm) = self.watermarks.advance() {
-            self.bars.close_until(wm, &mut self.closed);
-            out.extend(self.closed.drain(..).map(Output::Bar));
+        let Some(wm) = self.watermarks.advance() else {
+            return;
+        };
+        self.bars.close_until(wm, &mut self.closed);
+        for bar in self.closed.drain(..) {
+            // Every choice was validated when the bank was built; an error here would be a
+            // registry bug, and losing one indicator value must not lose the bar.
+            if let Err(e) = self.indicators.on_bar(&bar, &mut self.indicator_points) {
+                report_indicator_error(&e);
+            }
+            out.push(Output::Bar(bar));
         }
+        out.extend(self.indicator_points.drain(..).map(Output::Indicator));
+        self.chains.advance(wm, &mut self.analytics);
+        out.extend(self.analytics.drain(..).map(|o| match o {
+            EngineOutput::Chain(c) => Output::Chain(c),
+            EngineOutput::Strike(s) => Output::Strike(s),
+            EngineOutput::Moneyness(m) => Output::Moneyness(m),
+        }));
     }
+}
+
+fn report_indicator_error(e: &IndicatorError) {
+    metrics::counter!("processor_indicator_errors_total").increment(1);
+    tracing::error!(error = %e, "indicator update failed");
 }
 
 #[cfg(test)]
@@ -112,20 +174,25 @@ mod tests {
         }
     }
 
+    fn processor(lateness: i64) -> TickProcessor {
+        TickProcessor::new(
+            CoreSettings::with_lateness(lateness),
+            IndicatorBank::new(&[], &[1]).unwrap(),
+        )
+    }
+
     fn bars(out: &[Output]) -> Vec<(i64, i64)> {
         out.iter()
             .filter_map(|o| match o {
                 Output::Bar(b) => Some((b.instrument_token, b.window_start)),
-                Output::Late(_) => None,
+                _ => None,
             })
             .collect()
     }
 
     #[test]
     fn bar_closes_when_watermark_passes_its_end() {
-        let mut p = TickProcessor::new(CoreSettings {
-            allowed_lateness_micros: 2 * SEC,
-        });
+        let mut p = processor(2 * SEC);
         let mut out = Vec::new();
         p.on_tick(0, tick(1, 10 * SEC), &mut out);
         p.on_tick(0, tick(1, 61 * SEC), &mut out);
@@ -139,9 +206,7 @@ mod tests {
 
     #[test]
     fn out_of_order_within_lateness_is_kept_and_beyond_is_late() {
-        let mut p = TickProcessor::new(CoreSettings {
-            allowed_lateness_micros: 5 * SEC,
-        });
+        let mut p = processor(5 * SEC);
         let mut out = Vec::new();
         p.on_tick(0, tick(1, 50 * SEC), &mut out);
         p.on_tick(0, tick(1, 63 * SEC), &mut out);
@@ -161,9 +226,7 @@ mod tests {
 
     #[test]
     fn idle_partition_releases_bars_of_busy_ones() {
-        let mut p = TickProcessor::new(CoreSettings {
-            allowed_lateness_micros: 0,
-        });
+        let mut p = processor(0);
         let mut out = Vec::new();
         p.on_tick(1, tick(9, 5 * SEC), &mut out); // partition 1 then goes quiet
         p.on_tick(0, tick(1, 10 * SEC), &mut out);

@@ -6,7 +6,9 @@
 pub mod bars;
 pub mod chain;
 pub mod core;
+pub mod indicator_bank;
 pub mod indicators;
+pub mod instruments;
 pub mod pricing;
 pub mod runner;
 pub mod watermark;
@@ -20,6 +22,9 @@ pub enum ProcessorError {
     /// Kafka refused or failed an operation.
     #[error(transparent)]
     Kafka(#[from] strikeflow_kafka::KafkaError),
+    /// The configuration is unusable.
+    #[error("processor configuration: {0}")]
+    Config(String),
     /// An output could not be encoded (a bug in the contract, not bad input).
     #[error("encoding an output: {0}")]
     Encode(#[from] strikeflow_schemas::CodecError),

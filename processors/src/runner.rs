@@ -12,11 +12,15 @@ use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Message};
 use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
 use strikeflow_kafka::{consumer_config, DeadLetter, Outbox};
-use strikeflow_schemas::{decode, encode, Tick, Topics};
+use strikeflow_schemas::{decode, encode, ChainKey, Tick, Topics};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::chain::{ChainSettings, ReferenceChoice};
 use crate::core::{CoreSettings, Output, TickProcessor};
+use crate::indicator_bank::{IndicatorBank, IndicatorChoice};
+use crate::instruments::InstrumentFeed;
+use crate::pricing::{Convention, DayCount, Pricer};
 use crate::ProcessorError;
 
 /// Configuration of the processor stage.
@@ -37,6 +41,107 @@ pub struct ProcessorConfig {
     pub batch_max: usize,
     /// Longest wait to fill a batch once its first tick arrived.
     pub batch_wait_ms: u64,
+    /// Option pricing and chain analytics.
+    pub analytics: AnalyticsConfig,
+    /// Indicators computed on every instrument's bars (default: the brief's dashboard set).
+    pub indicators: Vec<IndicatorChoice>,
+    /// Bar lengths, in minutes, the indicators run on.
+    pub timeframes: Vec<u32>,
+}
+
+/// Pricing convention of implied volatilities and Greeks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConventionName {
+    /// Black-76 on the forward (brokers: Sensibull, Kite), rate `rate`.
+    Black76,
+    /// Black–Scholes on spot with the rate `rate` (NSE publishes IV with 10%).
+    Nse,
+}
+
+/// Year fraction used for time to expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayCountName {
+    /// Minutes to 15:30 IST on expiry day over minutes in 365 days.
+    Act365,
+    /// Trading sessions over 252.
+    Trading252,
+}
+
+/// `[processor.analytics]`: conventions that change the numbers, and emission shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AnalyticsConfig {
+    /// `black76` (default) or `nse`.
+    pub convention: ConventionName,
+    /// Rate for the convention: default 0 under Black-76, 0.10 under NSE.
+    pub rate: Option<f64>,
+    /// `act365` (default) or `trading252`.
+    pub day_count: DayCountName,
+    /// ATM is the strike nearest the forward (`forward`, default) or the spot (`spot`).
+    pub reference: String,
+    /// Moneyness buckets per side (ITM1..ITMn, OTM1..OTMn).
+    pub moneyness_levels: u32,
+    /// ΔOI window in minutes.
+    pub oi_window_minutes: u32,
+    /// Strike and chain analytics cadence in event-time milliseconds (and at minute close).
+    pub emit_every_ms: u64,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            convention: ConventionName::Black76,
+            rate: None,
+            day_count: DayCountName::Act365,
+            reference: "forward".into(),
+            moneyness_levels: 5,
+            oi_window_minutes: 15,
+            emit_every_ms: 1_000,
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    /// The engine settings these names stand for.
+    pub fn chain_settings(&self) -> Result<ChainSettings, ProcessorError> {
+        let convention = match self.convention {
+            ConventionName::Black76 => Convention::Black76 {
+                rate: self.rate.unwrap_or(0.0),
+            },
+            ConventionName::Nse => Convention::BlackScholesSpot {
+                rate: self.rate.unwrap_or(Convention::NSE_RATE),
+            },
+        };
+        let reference = match self.reference.as_str() {
+            "forward" => ReferenceChoice::Forward,
+            "spot" => ReferenceChoice::Spot,
+            other => {
+                return Err(ProcessorError::Config(format!(
+                    "reference must be forward or spot, not {other:?}"
+                )))
+            }
+        };
+        if self.emit_every_ms == 0 {
+            return Err(ProcessorError::Config(
+                "emit_every_ms must be positive".into(),
+            ));
+        }
+        Ok(ChainSettings {
+            pricer: Pricer::new(convention),
+            day_count: match self.day_count {
+                DayCountName::Act365 => DayCount::Act365,
+                DayCountName::Trading252 => DayCount::Trading252,
+            },
+            reference,
+            moneyness_levels: self.moneyness_levels,
+            oi_window_minutes: self.oi_window_minutes,
+            emit_every_micros: i64::try_from(self.emit_every_ms)
+                .unwrap_or(i64::MAX / 1_000)
+                .saturating_mul(1_000),
+        })
+    }
 }
 
 impl Default for ProcessorConfig {
@@ -49,15 +154,23 @@ impl Default for ProcessorConfig {
             idle_timeout_ms: 3_000,
             batch_max: 5_000,
             batch_wait_ms: 50,
+            analytics: AnalyticsConfig::default(),
+            indicators: IndicatorChoice::defaults(),
+            timeframes: vec![1, 3, 5, 15],
         }
     }
 }
 
-/// Topic names the runner writes to, resolved once.
+/// Topic names the runner reads and writes, resolved once.
 struct Outputs {
     ticks: String,
     bars: String,
     dead_letters: String,
+    late: String,
+    strikes: String,
+    chains: String,
+    moneyness: String,
+    indicators: String,
 }
 
 /// Runs the processor stage until `shutdown` is cancelled or a fatal Kafka error occurs.
@@ -65,11 +178,32 @@ pub async fn run(
     config: ProcessorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ProcessorError> {
+    let topics = &config.topics;
     let names = Outputs {
-        ticks: config.topics.ticks(),
-        bars: config.topics.bars(),
-        dead_letters: config.topics.dead_letter(&config.topics.ticks()),
+        ticks: topics.ticks(),
+        bars: topics.bars(),
+        dead_letters: topics.dead_letter(&topics.ticks()),
+        late: topics.late(),
+        strikes: topics.strikes(),
+        chains: topics.chains(),
+        moneyness: topics.moneyness(),
+        indicators: topics.indicators(),
     };
+    let indicators = IndicatorBank::new(&config.indicators, &config.timeframes)
+        .map_err(|e| ProcessorError::Config(format!("indicators: {e}")))?;
+    let settings = CoreSettings {
+        allowed_lateness_micros: i64::try_from(config.allowed_lateness_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000),
+        chain: config.analytics.chain_settings()?,
+    };
+    let mut core = TickProcessor::new(settings, indicators);
+    let instruments =
+        InstrumentFeed::start(&config.brokers, &topics.instruments(), &config.group_id)?;
+    // Chains need their strikes before their ticks: read the master to its end first.
+    instruments
+        .catch_up(&mut core, Duration::from_secs(30))
+        .await?;
     let consumer: StreamConsumer = consumer_config(&config.brokers, &config.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -77,12 +211,6 @@ pub async fn run(
     consumer.subscribe(&[&names.ticks])?;
     let mut outbox = Outbox::connect(&config.brokers)?;
 
-    let lateness_micros = i64::try_from(config.allowed_lateness_ms)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000);
-    let mut core = TickProcessor::new(CoreSettings {
-        allowed_lateness_micros: lateness_micros,
-    });
     let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
     let batch_wait = Duration::from_millis(config.batch_wait_ms);
     let mut last_seen: HashMap<i32, Instant> = HashMap::new();
@@ -103,6 +231,10 @@ pub async fn run(
                 }
                 publish(&mut outbox, &names, &mut outputs)?;
                 outbox.flush().await?;
+                continue;
+            }
+            msg = instruments.recv() => {
+                instruments.apply(msg, &mut core);
                 continue;
             }
             msg = consumer.recv() => msg?,
@@ -144,6 +276,15 @@ pub async fn run(
     outbox.flush().await?;
     info!(late_ticks = core.late_ticks(), "processor stopped");
     Ok(())
+}
+
+/// The Kafka key of a chain's outputs: the same chain key its ticks travel under.
+fn chain_key(underlying: &str, expiry: i32) -> String {
+    ChainKey {
+        underlying: underlying.to_owned(),
+        expiry: Some(expiry),
+    }
+    .to_string()
 }
 
 /// Registers newly assigned partitions with the core (they hold the watermark until they
@@ -226,11 +367,25 @@ fn publish(
                     position: None,
                 };
                 let key = tick.instrument_token.to_string();
-                outbox.dead_letter(
-                    &names.dead_letters,
-                    Some(key.as_bytes()),
-                    &encode(&tick)?,
-                    &letter,
+                outbox.dead_letter(&names.late, Some(key.as_bytes()), &encode(&tick)?, &letter)?;
+            }
+            Output::Strike(strike) => {
+                let key = chain_key(&strike.underlying, strike.expiry);
+                outbox.send(&names.strikes, &key, &encode(&strike)?)?;
+            }
+            Output::Chain(chain) => {
+                let key = chain_key(&chain.underlying, chain.expiry);
+                outbox.send(&names.chains, &key, &encode(&chain)?)?;
+            }
+            Output::Moneyness(point) => {
+                let key = chain_key(&point.underlying, point.expiry);
+                outbox.send(&names.moneyness, &key, &encode(&point)?)?;
+            }
+            Output::Indicator(point) => {
+                outbox.send(
+                    &names.indicators,
+                    &point.instrument_token.to_string(),
+                    &encode(&point)?,
                 )?;
             }
         }

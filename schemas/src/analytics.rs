@@ -235,3 +235,28 @@ impl_avro_record!(
     "strikeflow.MoneynessPoint",
     include_str!("../avro/moneyness.avsc")
 );
+
+/// One indicator value at a bar close (`strikeflow.IndicatorPoint`). Exists so dashboards
+/// and SQL get indicator series computed once, in the pipeline, on the same bars everyone
+/// sees; outputs are a map because indicators have one (RSI) to three (MACD) outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndicatorPoint {
+    /// Instrument the bars belong to.
+    pub instrument_token: i64,
+    /// Bar length the indicator ran on, in minutes.
+    pub timeframe_minutes: i32,
+    /// Start of the bar whose close produced the value (UTC micros).
+    pub window_start: i64,
+    /// Registry name of the indicator.
+    pub indicator: String,
+    /// Parameters as `name=value` pairs joined by commas.
+    pub params: String,
+    /// Output name → value (only after warm-up; never NaN).
+    pub outputs: std::collections::BTreeMap<String, f64>,
+}
+
+impl_avro_record!(
+    IndicatorPoint,
+    "strikeflow.IndicatorPoint",
+    include_str!("../avro/indicator.avsc")
+);

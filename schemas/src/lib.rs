@@ -10,7 +10,8 @@ pub mod model;
 pub mod topics;
 
 pub use analytics::{
-    BuildUp, ChainAnalytics, MoneynessPoint, NoIvReason, OptionSide, ReferenceKind, StrikeAnalytics,
+    BuildUp, ChainAnalytics, IndicatorPoint, MoneynessPoint, NoIvReason, OptionSide, ReferenceKind,
+    StrikeAnalytics,
 };
 pub use canonical::{canonical_form, rabin_fingerprint, RABIN_EMPTY};
 pub use codec::{

@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use strikeflow_schemas::{
     canonical_form, decode, encode, fingerprint, AvroRecord, BuildUp, ChainAnalytics, CodecError,
-    MoneynessPoint, NoIvReason, OptionSide, ReferenceKind, StrikeAnalytics, HEADER_LEN,
+    IndicatorPoint, MoneynessPoint, NoIvReason, OptionSide, ReferenceKind, StrikeAnalytics,
+    HEADER_LEN,
 };
 
 /// Doubles without NaN (the engine never emits NaN; NaN != NaN would break `PartialEq`).
@@ -237,4 +238,23 @@ fn names_docs_and_distinct_fingerprints() {
         fingerprint::<MoneynessPoint>(),
     ];
     assert!(fps[0] != fps[1] && fps[1] != fps[2] && fps[0] != fps[2]);
+}
+
+proptest! {
+    #[test]
+    fn indicator_point_round_trips(
+        instrument_token in any::<i64>(),
+        timeframe_minutes in any::<i32>(),
+        window_start in any::<i64>(),
+        indicator in "[a-z]{1,12}",
+        params in "[a-z]{0,8}=[0-9]{0,3}",
+        outputs in proptest::collection::btree_map("[a-z]{1,8}", double(), 0..4),
+    ) {
+        let point = IndicatorPoint { instrument_token, timeframe_minutes, window_start, indicator, params, outputs };
+        let bytes = encode(&point).unwrap();
+        prop_assert_eq!(decode::<IndicatorPoint>(&bytes).unwrap(), point);
+        for cut in HEADER_LEN..bytes.len() {
+            prop_assert!(decode::<IndicatorPoint>(&bytes[..cut]).is_err());
+        }
+    }
 }

@@ -129,3 +129,35 @@ where
 pub async fn count(db: &Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.expect(sql).get(0)
 }
+
+/// Reads `n` messages from the start of `topic` (a fresh group each call) and decodes them.
+pub async fn read_topic<T: strikeflow_schemas::AvroRecord>(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<T> {
+    use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+    use strikeflow_kafka::rdkafka::message::Message;
+    let id: u32 = rand::rng().random();
+    let consumer: StreamConsumer = strikeflow_kafka::rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-reader-{id:08x}"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("a test consumer");
+    consumer.subscribe(&[topic]).expect("subscribing");
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic} within 30 s", out.len()))
+            .expect("a message");
+        let payload = msg.payload().expect("a payload");
+        out.push(
+            strikeflow_schemas::decode::<T>(payload)
+                .unwrap_or_else(|e| panic!("decoding a message of {topic}: {e}")),
+        );
+    }
+    out
+}

@@ -1,0 +1,135 @@
+//! The instrument master, read in full by every processor instance.
+//!
+//! Chain analytics need every strike, expiry and lot size of a chain, and which partition a
+//! chain's ticks land on says nothing about where its instruments are, so each instance
+//! reads the whole compacted `instruments` topic (manual assignment, from the beginning, no
+//! commits) instead of sharing it through the consumer group.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use strikeflow_kafka::rdkafka::error::{KafkaError, KafkaResult};
+use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Message};
+use strikeflow_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use strikeflow_schemas::{decode, Instrument};
+use tracing::{info, warn};
+
+use crate::core::TickProcessor;
+use crate::ProcessorError;
+
+/// A private consumer of the instrument topic.
+pub struct InstrumentFeed {
+    consumer: StreamConsumer,
+    partitions: usize,
+}
+
+impl InstrumentFeed {
+    /// Assigns every partition of `topic` from its beginning.
+    pub fn start(brokers: &str, topic: &str, group_id: &str) -> Result<Self, ProcessorError> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            // Never shared: every instance needs every instrument.
+            .set(
+                "group.id",
+                format!("{group_id}-instruments-{}-{nanos:x}", std::process::id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create()?;
+        // Metadata is fetched once at start-up; blocking briefly here is harmless.
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
+            return Err(ProcessorError::Config(format!(
+                "topic {topic} does not exist; run `strikeflow migrate`"
+            )));
+        }
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions as i32 {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        Ok(Self {
+            consumer,
+            partitions,
+        })
+    }
+
+    /// Reads until every partition reached its end (or `limit` passed), registering what it
+    /// reads, so the first ticks already find their chains.
+    pub async fn catch_up(
+        &self,
+        core: &mut TickProcessor,
+        limit: Duration,
+    ) -> Result<(), ProcessorError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut at_end = std::collections::HashSet::new();
+        let mut registered = 0usize;
+        while at_end.len() < self.partitions {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_elapsed) => {
+                    warn!(
+                        registered,
+                        "instrument master not read to its end in {limit:?}; continuing"
+                    );
+                    return Ok(());
+                }
+                Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                    at_end.insert(partition);
+                }
+                Ok(result) => registered += usize::from(self.apply(result, core)),
+            }
+        }
+        info!(registered, "instrument master loaded");
+        Ok(())
+    }
+
+    /// The next instrument record (or end-of-partition marker).
+    pub async fn recv(&self) -> KafkaResult<BorrowedMessage<'_>> {
+        self.consumer.recv().await
+    }
+
+    /// Registers one record with the core; returns whether an instrument was registered.
+    /// Bad records are counted and logged: the sink dead-letters them, this is a reader.
+    pub fn apply(
+        &self,
+        result: KafkaResult<BorrowedMessage<'_>>,
+        core: &mut TickProcessor,
+    ) -> bool {
+        let msg = match result {
+            Ok(msg) => msg,
+            Err(KafkaError::PartitionEOF(_)) => return false,
+            Err(e) => {
+                warn!(error = %e, "instrument consumer error");
+                return false;
+            }
+        };
+        // A tombstone retires a token; its chain keeps the strike for history.
+        let Some(payload) = msg.payload() else {
+            return false;
+        };
+        match decode::<Instrument>(payload) {
+            Ok(instrument) => match core.on_instrument(&instrument) {
+                Ok(()) => true,
+                Err(e) => {
+                    metrics::counter!("processor_instrument_errors_total").increment(1);
+                    warn!(token = instrument.instrument_token, error = %e, "instrument not registered");
+                    false
+                }
+            },
+            Err(e) => {
+                metrics::counter!("processor_instrument_errors_total").increment(1);
+                warn!(offset = msg.offset(), error = %e, "undecodable instrument record");
+                false
+            }
+        }
+    }
+}
