@@ -60,6 +60,16 @@ enum BenchTarget {
         #[arg(long, default_value_t = 2_000_000)]
         ticks: u64,
     },
+    /// The processor core on simulated chains (one core, no Kafka), and IV + Greeks cost.
+    Process {
+        /// How many ticks to feed.
+        #[arg(long, default_value_t = 2_000_000)]
+        ticks: usize,
+        /// Event time between ticks: 1 ms is 1,000 ticks per event second across the chains,
+        /// a busy but ordinary rate for full NIFTY and BANKNIFTY chains.
+        #[arg(long, default_value_t = 1)]
+        tick_interval_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +252,13 @@ async fn main() -> Result<()> {
         Command::Bench {
             what: BenchTarget::Ingest { ticks },
         } => strikeflow::bench::ingest(&config, ticks).await?,
+        Command::Bench {
+            what:
+                BenchTarget::Process {
+                    ticks,
+                    tick_interval_ms,
+                },
+        } => strikeflow::bench::process(&config, ticks, tick_interval_ms)?,
         Command::Token(args) => {
             let ttl = Duration::from_secs(args.ttl_secs);
             let token = strikeflow_push::auth::mint(
