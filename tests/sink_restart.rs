@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{count, eventually, Sandbox};
-use strikeflow_ingest::MarketSimulator;
+use strikeflow_ingest::{MarketSimulator, SimulatorConfig};
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::message::{Headers, Message};
 use strikeflow_kafka::rdkafka::ClientConfig;
@@ -34,6 +34,8 @@ async fn stored_ticks(db: &tokio_postgres::Client) -> Vec<TickRow> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_and_restart_lose_and_duplicate_nothing() {
     let mut sandbox = Sandbox::new("restart").await;
+    // A pinned 12-instrument market: the test regenerates every tick it published.
+    sandbox.config.simulate.market = SimulatorConfig::single_chain();
     sandbox.config.simulate.rate = 10_000.0; // ~3 s of stream, so the sink is stopped mid-way
     sandbox.config.simulate.max_ticks = TICKS;
     sandbox.config.sink.batch_rows = 500;

@@ -1,4 +1,13 @@
-//! NSE calendar facts the simulator needs: session times, expiries, trading symbols.
+//! NSE calendar facts the simulator needs: session times, trading days, expiries and Kite
+//! trading symbols.
+//!
+//! Expiry rules (NSE F&O since 2 Sep 2025): contracts expire on Tuesday at 15:30 IST; when
+//! that Tuesday is a trading holiday the contract expires on the previous trading day. The
+//! monthly contract is the one of the month's last Tuesday; NIFTY weeklies are the other
+//! Tuesdays. Holidays cannot be fetched here: they are *configured* (see
+//! [`default_holidays`]) and any list can be passed to [`TradingCalendar::new`].
+
+use std::collections::BTreeSet;
 
 use chrono::{Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, Weekday};
 
@@ -26,22 +35,167 @@ pub fn ist_micros(date: NaiveDate, time: NaiveTime) -> i64 {
     date.and_time(time).and_utc().timestamp_micros() - i64::from(IST.local_minus_utc()) * 1_000_000
 }
 
-/// The first weekday on or after `date` (weekends are never trading days).
-pub fn trading_day_on_or_after(mut date: NaiveDate) -> NaiveDate {
-    while matches!(date.weekday(), Weekday::Sat | Weekday::Sun) {
-        date += Duration::days(1);
-    }
-    date
+/// Weekday trading holidays (year, month, day) of the default calendar, with the occasion.
+/// Source: *configured* for late 2026 and 2027 from the usual Indian exchange holidays (the
+/// NSE circular cannot be fetched here); dates of lunar festivals are estimates. Replace
+/// them with the exchange's published list through the simulator's `holidays` setting.
+const DEFAULT_HOLIDAYS: [(i32, u32, u32, &str); 20] = [
+    (2026, 9, 14, "Ganesh Chaturthi"),
+    (2026, 10, 2, "Mahatma Gandhi Jayanti"),
+    (2026, 10, 20, "Dussehra"),
+    (2026, 11, 10, "Diwali Balipratipada"),
+    (2026, 11, 24, "Guru Nanak Jayanti"),
+    (2026, 12, 25, "Christmas"),
+    (2027, 1, 26, "Republic Day"),
+    (2027, 3, 5, "Mahashivratri"),
+    (2027, 3, 22, "Holi"),
+    (2027, 3, 26, "Good Friday"),
+    (2027, 4, 14, "Dr. Baba Saheb Ambedkar Jayanti"),
+    (2027, 4, 15, "Shri Ram Navami"),
+    (2027, 4, 19, "Shri Mahavir Jayanti"),
+    (2027, 5, 17, "Bakri Id"),
+    (2027, 6, 15, "Muharram"),
+    (2027, 8, 16, "Parsi New Year"),
+    (2027, 8, 25, "Ganesh Chaturthi"),
+    (2027, 10, 29, "Diwali Laxmi Pujan"),
+    (2027, 11, 15, "Guru Nanak Jayanti"),
+    (2027, 12, 24, "Christmas (observed)"),
+];
+
+/// The default (configured) NSE trading holidays for late 2026 and 2027: the simulator's
+/// default `holidays`, so expiries and session roll-overs move the way they do on NSE.
+pub fn default_holidays() -> Vec<NaiveDate> {
+    DEFAULT_HOLIDAYS
+        .iter()
+        .filter_map(|&(y, m, d, _)| NaiveDate::from_ymd_opt(y, m, d))
+        .collect()
 }
 
-/// The weekly expiry on or after `date`: NSE F&O expire on Tuesdays since 2 Sep 2025.
-pub fn weekly_expiry(date: NaiveDate) -> NaiveDate {
+/// Whether a contract is the month's (last-Tuesday) contract or a weekly one: the two are
+/// spelled differently in Kite trading symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryKind {
+    /// Expires on a Tuesday other than the month's last (NIFTY weeklies).
+    Weekly,
+    /// Expires on the month's last Tuesday (futures and monthly options).
+    Monthly,
+}
+
+/// Trading days and expiries of NSE F&O under a configured holiday list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TradingCalendar {
+    holidays: BTreeSet<NaiveDate>,
+}
+
+impl TradingCalendar {
+    /// A calendar where weekends and `holidays` are closed.
+    pub fn new(holidays: impl IntoIterator<Item = NaiveDate>) -> Self {
+        Self {
+            holidays: holidays.into_iter().collect(),
+        }
+    }
+
+    /// Whether the exchange is open on `date` (a weekday that is not a holiday).
+    pub fn is_trading_day(&self, date: NaiveDate) -> bool {
+        !matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && !self.holidays.contains(&date)
+    }
+
+    /// The first trading day on or after `date`: where a session that would start on a
+    /// weekend or holiday starts instead.
+    pub fn trading_day_on_or_after(&self, mut date: NaiveDate) -> NaiveDate {
+        // Weekends alone never close more than two days in a row; holidays add a few more.
+        for _ in 0..366 {
+            if self.is_trading_day(date) {
+                return date;
+            }
+            date += Duration::days(1);
+        }
+        date
+    }
+
+    /// The trading day after `date`: where the session rolls after the 15:30 close.
+    pub fn next_trading_day(&self, date: NaiveDate) -> NaiveDate {
+        self.trading_day_on_or_after(date + Duration::days(1))
+    }
+
+    /// The last trading day on or before `date`: where an expiry falling on a holiday moves.
+    pub fn trading_day_on_or_before(&self, mut date: NaiveDate) -> NaiveDate {
+        for _ in 0..366 {
+            if self.is_trading_day(date) {
+                return date;
+            }
+            date -= Duration::days(1);
+        }
+        date
+    }
+
+    /// The actual expiry of the contract scheduled for `tuesday` (the previous trading day
+    /// when the Tuesday is a holiday).
+    pub fn expiry_for(&self, tuesday: NaiveDate) -> NaiveDate {
+        self.trading_day_on_or_before(tuesday)
+    }
+
+    /// The monthly expiry of (`year`, `month`): its last Tuesday, moved back over holidays.
+    pub fn monthly_expiry(&self, year: i32, month: u32) -> NaiveDate {
+        self.expiry_for(last_tuesday(year, month))
+    }
+
+    /// Whether an (actual) expiry date is its month's monthly expiry.
+    pub fn kind_of(&self, expiry: NaiveDate) -> ExpiryKind {
+        if expiry == self.monthly_expiry(expiry.year(), expiry.month()) {
+            ExpiryKind::Monthly
+        } else {
+            ExpiryKind::Weekly
+        }
+    }
+
+    /// The next `n` monthly expiries still open on `date` (an expiry on `date` itself counts:
+    /// it trades until 15:30).
+    pub fn monthly_expiries(&self, date: NaiveDate, n: usize) -> Vec<NaiveDate> {
+        let mut out = Vec::with_capacity(n);
+        let (mut year, mut month) = (date.year(), date.month());
+        while out.len() < n {
+            let expiry = self.monthly_expiry(year, month);
+            if expiry >= date {
+                out.push(expiry);
+            }
+            (year, month) = if month == 12 {
+                (year + 1, 1)
+            } else {
+                (year, month + 1)
+            };
+        }
+        out
+    }
+
+    /// The next `n` weekly expiries still open on `date`: Tuesday contracts that are not the
+    /// month's last Tuesday (NSE lists four weeklies besides the monthly series).
+    pub fn weekly_expiries(&self, date: NaiveDate, n: usize) -> Vec<NaiveDate> {
+        let mut out = Vec::with_capacity(n);
+        // Expiries only move backwards, so the first candidate is the Tuesday on or after
+        // `date` (whose contract may already be over if a holiday moved it before `date`).
+        let mut tuesday = next_tuesday(date);
+        while out.len() < n {
+            if tuesday != last_tuesday(tuesday.year(), tuesday.month()) {
+                let expiry = self.expiry_for(tuesday);
+                if expiry >= date {
+                    out.push(expiry);
+                }
+            }
+            tuesday += Duration::days(7);
+        }
+        out
+    }
+}
+
+/// The Tuesday on or after `date`.
+pub fn next_tuesday(date: NaiveDate) -> NaiveDate {
     let ahead =
         (Weekday::Tue.num_days_from_monday() + 7 - date.weekday().num_days_from_monday()) % 7;
     date + Duration::days(i64::from(ahead))
 }
 
-/// The last Tuesday of `date`'s month: the monthly expiry.
+/// The last Tuesday of (`year`, `month`): the scheduled monthly expiry before holidays.
 pub fn last_tuesday(year: i32, month: u32) -> NaiveDate {
     let (ny, nm) = if month == 12 {
         (year + 1, 1)
@@ -56,22 +210,11 @@ pub fn last_tuesday(year: i32, month: u32) -> NaiveDate {
     d
 }
 
-/// The monthly expiry on or after `date`.
-pub fn monthly_expiry(date: NaiveDate) -> NaiveDate {
-    let this = last_tuesday(date.year(), date.month());
-    if this >= date {
-        this
-    } else {
-        let next = date.with_day(1).unwrap_or(date) + Duration::days(32);
-        last_tuesday(next.year(), next.month())
-    }
-}
-
 const MONTHS: [&str; 12] = [
     "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
 ];
 
-/// Kite trading symbol of a future: `NIFTY26DECFUT`.
+/// Kite trading symbol of a (monthly) future: `NIFTY26DECFUT`.
 pub fn future_symbol(underlying: &str, expiry: NaiveDate) -> String {
     format!(
         "{underlying}{:02}{}FUT",
@@ -80,24 +223,30 @@ pub fn future_symbol(underlying: &str, expiry: NaiveDate) -> String {
     )
 }
 
-/// Kite trading symbol of an option: monthly `NIFTY26DEC24500CE`, weekly
-/// `NIFTY26D0824500CE` (YY, month as 1-9/O/N/D, DD).
-pub fn option_symbol(underlying: &str, expiry: NaiveDate, strike: f64, kind: &str) -> String {
+/// Kite trading symbol of an option: monthly `NIFTY26DEC24500CE` (YY, MON), weekly
+/// `NIFTY26D0824500CE` (YY, month as 1-9/O/N/D, DD of the actual expiry date).
+pub fn option_symbol(
+    underlying: &str,
+    expiry: NaiveDate,
+    kind: ExpiryKind,
+    strike: f64,
+    right: &str,
+) -> String {
     let yy = expiry.year() % 100;
-    let strike = format!("{strike}");
-    if expiry == last_tuesday(expiry.year(), expiry.month()) {
-        format!(
-            "{underlying}{yy:02}{}{strike}{kind}",
+    match kind {
+        ExpiryKind::Monthly => format!(
+            "{underlying}{yy:02}{}{strike}{right}",
             MONTHS[expiry.month0() as usize]
-        )
-    } else {
-        let m = match expiry.month() {
-            10 => 'O',
-            11 => 'N',
-            12 => 'D',
-            n => char::from_digit(n, 10).unwrap_or('?'),
-        };
-        format!("{underlying}{yy:02}{m}{:02}{strike}{kind}", expiry.day())
+        ),
+        ExpiryKind::Weekly => {
+            let m = match expiry.month() {
+                10 => 'O',
+                11 => 'N',
+                12 => 'D',
+                n => char::from_digit(n, 10).unwrap_or('?'),
+            };
+            format!("{underlying}{yy:02}{m}{:02}{strike}{right}", expiry.day())
+        }
     }
 }
 
@@ -109,29 +258,127 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
     }
 
+    fn nse() -> TradingCalendar {
+        TradingCalendar::new(default_holidays())
+    }
+
     #[test]
     fn expiries_fall_on_tuesdays() {
-        assert_eq!(weekly_expiry(d(2026, 11, 30)), d(2026, 12, 1));
-        assert_eq!(weekly_expiry(d(2026, 12, 1)), d(2026, 12, 1));
+        let cal = TradingCalendar::default();
+        assert_eq!(next_tuesday(d(2026, 11, 30)), d(2026, 12, 1));
+        assert_eq!(next_tuesday(d(2026, 12, 1)), d(2026, 12, 1));
         assert_eq!(last_tuesday(2026, 12), d(2026, 12, 29));
-        assert_eq!(monthly_expiry(d(2026, 12, 30)), d(2027, 1, 26));
+        assert_eq!(
+            cal.monthly_expiries(d(2026, 12, 30), 1),
+            vec![d(2027, 1, 26)]
+        );
+        assert_eq!(
+            cal.weekly_expiries(d(2026, 12, 1), 4),
+            vec![
+                d(2026, 12, 1),
+                d(2026, 12, 8),
+                d(2026, 12, 15),
+                d(2026, 12, 22)
+            ],
+            "the monthly week (29 Dec) is not a weekly"
+        );
+        assert_eq!(
+            cal.weekly_expiries(d(2026, 12, 23), 2),
+            vec![d(2027, 1, 5), d(2027, 1, 12)]
+        );
+        for e in cal.weekly_expiries(d(2026, 9, 1), 40) {
+            assert_eq!(e.weekday(), Weekday::Tue);
+        }
+    }
+
+    #[test]
+    fn holiday_on_tuesday_moves_expiry_to_the_previous_trading_day() {
+        let cal = nse();
+        // Dussehra, Tuesday 20 Oct 2026: the weekly expires on Monday 19 Oct.
+        assert_eq!(cal.expiry_for(d(2026, 10, 20)), d(2026, 10, 19));
+        assert!(cal
+            .weekly_expiries(d(2026, 10, 14), 2)
+            .contains(&d(2026, 10, 19)));
+        // Guru Nanak Jayanti on the last Tuesday of November 2026: the monthly moves too.
+        assert_eq!(cal.monthly_expiry(2026, 11), d(2026, 11, 23));
+        assert_eq!(cal.kind_of(d(2026, 11, 23)), ExpiryKind::Monthly);
+        // Republic Day 2027 is the last Tuesday of January.
+        assert_eq!(
+            cal.monthly_expiries(d(2026, 12, 1), 3),
+            vec![d(2026, 12, 29), d(2027, 1, 25), d(2027, 2, 23)]
+        );
+        // A Monday holiday too pushes the expiry back to Friday.
+        let cal = TradingCalendar::new([d(2026, 12, 7), d(2026, 12, 8)]);
+        assert_eq!(cal.expiry_for(d(2026, 12, 8)), d(2026, 12, 4));
+        assert_eq!(cal.weekly_expiries(d(2026, 12, 2), 1), vec![d(2026, 12, 4)]);
+        // An expiry moved before `date` is over: the next one is listed.
+        assert_eq!(
+            cal.weekly_expiries(d(2026, 12, 7), 1),
+            vec![d(2026, 12, 15)]
+        );
+    }
+
+    #[test]
+    fn trading_days_skip_weekends_and_holidays() {
+        let cal = nse();
+        assert!(cal.is_trading_day(d(2026, 12, 1)));
+        assert!(!cal.is_trading_day(d(2026, 12, 5)), "Saturday");
+        assert!(!cal.is_trading_day(d(2026, 12, 25)), "Christmas");
+        assert_eq!(cal.next_trading_day(d(2026, 12, 24)), d(2026, 12, 28));
+        assert_eq!(cal.next_trading_day(d(2026, 12, 4)), d(2026, 12, 7));
+        assert_eq!(
+            cal.trading_day_on_or_after(d(2026, 12, 25)),
+            d(2026, 12, 28)
+        );
+        assert_eq!(
+            cal.trading_day_on_or_before(d(2026, 12, 27)),
+            d(2026, 12, 24)
+        );
+    }
+
+    #[test]
+    fn default_holidays_are_sorted_weekdays_in_late_2026_and_2027() {
+        let days = default_holidays();
+        assert_eq!(days.len(), DEFAULT_HOLIDAYS.len(), "every entry is a date");
+        assert!(days.windows(2).all(|w| w[0] < w[1]));
+        for day in days {
+            assert!(
+                !matches!(day.weekday(), Weekday::Sat | Weekday::Sun),
+                "{day}"
+            );
+            assert!((d(2026, 9, 1)..d(2028, 1, 1)).contains(&day));
+        }
     }
 
     #[test]
     fn kite_symbols() {
+        let cal = nse();
         assert_eq!(future_symbol("NIFTY", d(2026, 12, 29)), "NIFTY26DECFUT");
         assert_eq!(
-            option_symbol("NIFTY", d(2026, 12, 29), 24500.0, "CE"),
+            option_symbol("NIFTY", d(2026, 12, 29), ExpiryKind::Monthly, 24500.0, "CE"),
             "NIFTY26DEC24500CE"
         );
         assert_eq!(
-            option_symbol("NIFTY", d(2026, 12, 8), 24500.0, "PE"),
+            option_symbol("NIFTY", d(2026, 12, 8), ExpiryKind::Weekly, 24500.0, "PE"),
             "NIFTY26D0824500PE"
         );
         assert_eq!(
-            option_symbol("NIFTY", d(2027, 3, 2), 25000.0, "CE"),
+            option_symbol("NIFTY", d(2027, 3, 2), ExpiryKind::Weekly, 25000.0, "CE"),
             "NIFTY2730225000CE"
         );
+        // Weeklies are spelled with their actual (holiday-moved) date, in October as 'O'.
+        let moved = cal.expiry_for(d(2026, 10, 20));
+        assert_eq!(
+            option_symbol("NIFTY", moved, cal.kind_of(moved), 24000.0, "PE"),
+            "NIFTY26O1924000PE"
+        );
+        // A monthly moved onto a Monday is still the monthly contract.
+        let monthly = cal.monthly_expiry(2026, 11);
+        assert_eq!(
+            option_symbol("BANKNIFTY", monthly, cal.kind_of(monthly), 55000.0, "CE"),
+            "BANKNIFTY26NOV55000CE"
+        );
+        assert_eq!(future_symbol("BANKNIFTY", monthly), "BANKNIFTY26NOVFUT");
     }
 
     #[test]

@@ -190,10 +190,19 @@ fn in_session(ts: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::{MarketSimulator, SimulatorConfig};
+    use crate::simulator::{Listing, MarketSimulator, SimulatorConfig, Underlying};
 
     fn setup() -> (TickValidator, Tick) {
-        let mut sim = MarketSimulator::new(&SimulatorConfig::default()).unwrap();
+        // A pinned market of the NIFTY index and its near future: the index ticks first.
+        let market = SimulatorConfig {
+            underlyings: vec![Underlying::Nifty],
+            nifty: Listing {
+                futures: 1,
+                ..Listing::default()
+            },
+            ..SimulatorConfig::default()
+        };
+        let mut sim = MarketSimulator::new(&market).unwrap();
         let validator = TickValidator::new(sim.instruments(), Some(1_000_000));
         sim.next_tick();
         (validator, sim.next_tick()) // the future: has a tick grid
