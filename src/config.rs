@@ -127,7 +127,7 @@ impl Default for TelemetrySection {
     fn default() -> Self {
         Self {
             log: "info".into(),
-            metrics_listen: None,
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
         }
     }
 }
@@ -158,7 +158,7 @@ impl Default for SimulateSection {
     fn default() -> Self {
         Self {
             market: SimulatorConfig::default(),
-            rate: 200.0,
+            rate: 2_000.0,
             max_ticks: 0,
         }
     }
