@@ -12,8 +12,8 @@ use std::process::Command;
 use serde_json::Value;
 use strikeflow_schemas::{
     canonical_form, days_from_date, encode, fingerprint, AvroRecord, Bar, BuildUp, ChainAnalytics,
-    Instrument, InstrumentType, MoneynessPoint, NoIvReason, OptionSide, ReferenceKind,
-    StrikeAnalytics, Tick, AVRO_SCHEMA_DIR,
+    IndicatorPoint, Instrument, InstrumentType, MoneynessPoint, NoIvReason, OptionSide,
+    ReferenceKind, StrikeAnalytics, Tick, AVRO_SCHEMA_DIR,
 };
 
 /// What one field must decode to, in the integer/string/double terms of the wire.
@@ -24,6 +24,8 @@ enum Expect {
     Str(String),
     Bool(bool),
     Null,
+    /// An Avro map of doubles: every key present, every value bit for bit.
+    DoubleMap(Vec<(String, f64)>),
 }
 
 fn opt_double(v: Option<f64>) -> Expect {
@@ -210,6 +212,46 @@ impl Fields for ChainAnalytics {
             ),
         ]
     }
+}
+
+impl Fields for IndicatorPoint {
+    fn fields(&self) -> Vec<(&'static str, Expect)> {
+        use Expect::*;
+        vec![
+            ("instrument_token", Long(self.instrument_token)),
+            ("timeframe_minutes", Long(self.timeframe_minutes.into())),
+            ("window_start", Long(self.window_start)),
+            ("indicator", Str(self.indicator.clone())),
+            ("params", Str(self.params.clone())),
+            (
+                "outputs",
+                DoubleMap(self.outputs.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            ),
+        ]
+    }
+}
+
+fn indicator_points() -> Vec<IndicatorPoint> {
+    let outputs =
+        |pairs: &[(&str, f64)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    vec![
+        IndicatorPoint {
+            instrument_token: 13_238_786,
+            timeframe_minutes: 5,
+            window_start: 1_798_518_600_000_000,
+            indicator: "macd".into(),
+            params: "fast=12,slow=26,signal=9".into(),
+            outputs: outputs(&[("macd", 12.345_678_9), ("signal", -0.1), ("hist", 1e-300)]),
+        },
+        IndicatorPoint {
+            instrument_token: 256_265,
+            timeframe_minutes: 1,
+            window_start: 0,
+            indicator: "obv".into(),
+            params: String::new(),
+            outputs: BTreeMap::new(),
+        },
+    ]
 }
 
 impl Fields for MoneynessPoint {
@@ -595,6 +637,19 @@ fn check_field(ctx: &str, expected: &Expect, actual: Option<&Value>) {
         Expect::Str(s) => assert_eq!(actual.as_str(), Some(s.as_str()), "{ctx}: got {actual}"),
         Expect::Bool(b) => assert_eq!(actual.as_bool(), Some(*b), "{ctx}: got {actual}"),
         Expect::Null => assert!(actual.is_null(), "{ctx}: expected null, got {actual}"),
+        Expect::DoubleMap(entries) => {
+            let object = actual
+                .as_object()
+                .unwrap_or_else(|| panic!("{ctx}: expected a map, got {actual}"));
+            assert_eq!(object.len(), entries.len(), "{ctx}: keys {object:?}");
+            for (key, value) in entries {
+                check_field(
+                    &format!("{ctx}.{key}"),
+                    &Expect::Double(*value),
+                    object.get(key),
+                );
+            }
+        }
         Expect::Double(x) => {
             let text = actual
                 .as_str()
@@ -625,6 +680,7 @@ fn fastavro_decodes_rust_encoded_messages_by_fingerprint() {
     write_all(&dir, &strike_analytics(), &mut written);
     write_all(&dir, &chain_analytics(), &mut written);
     write_all(&dir, &moneyness_points(), &mut written);
+    write_all(&dir, &indicator_points(), &mut written);
 
     let output = Command::new(&python)
         .arg(&script)
@@ -673,6 +729,11 @@ fn fastavro_decodes_rust_encoded_messages_by_fingerprint() {
             MoneynessPoint::NAME,
             MoneynessPoint::SCHEMA_JSON,
             fingerprint::<MoneynessPoint>(),
+        ),
+        (
+            IndicatorPoint::NAME,
+            IndicatorPoint::SCHEMA_JSON,
+            fingerprint::<IndicatorPoint>(),
         ),
     ];
     assert_eq!(
