@@ -302,9 +302,7 @@ async fn ingest(
             );
         }
         IngestSource::Instruments(args) => {
-            let file = std::fs::File::open(&args.file)
-                .with_context(|| format!("opening {}", args.file.display()))?;
-            let master = strikeflow_ingest::master::read_master(std::io::BufReader::new(file))?;
+            let master = strikeflow_ingest::master::load_master_file(&args.file)?;
             for bad in &master.errors {
                 eprintln!(
                     "{}:{}: skipped: {}",

@@ -38,6 +38,23 @@ pub enum MasterError {
     /// Writing failed.
     #[error("writing the instrument master: {0}")]
     Io(#[from] std::io::Error),
+    /// The master file could not be opened.
+    #[error("{path}: {source}")]
+    Open {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Opens and reads a master file (every source that takes `--instruments FILE` uses this).
+pub fn load_master_file(path: &std::path::Path) -> Result<Master, MasterError> {
+    let file = std::fs::File::open(path).map_err(|source| MasterError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    read_master(std::io::BufReader::new(file))
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -57,16 +74,28 @@ struct Row {
 }
 
 /// Kite names index rows by the index ("NIFTY 50"); derivatives name the underlying
-/// ("NIFTY"). Chains are keyed by the underlying, so index names are mapped onto it.
+/// ("NIFTY"). Chains are keyed by the underlying, so index names map onto it (and back when
+/// a master is written).
+const INDEX_UNDERLYINGS: [(&str, &str); 5] = [
+    ("NIFTY 50", "NIFTY"),
+    ("NIFTY BANK", "BANKNIFTY"),
+    ("NIFTY FIN SERVICE", "FINNIFTY"),
+    ("NIFTY MID SELECT", "MIDCPNIFTY"),
+    ("SENSEX", "SENSEX"),
+];
+
 fn underlying_of_index(name: &str) -> &str {
-    match name {
-        "NIFTY 50" => "NIFTY",
-        "NIFTY BANK" => "BANKNIFTY",
-        "NIFTY FIN SERVICE" => "FINNIFTY",
-        "NIFTY MID SELECT" => "MIDCPNIFTY",
-        "SENSEX" => "SENSEX",
-        other => other,
-    }
+    INDEX_UNDERLYINGS
+        .iter()
+        .find(|(index, _)| *index == name)
+        .map_or(name, |(_, u)| u)
+}
+
+fn index_name_of(underlying: &str) -> &str {
+    INDEX_UNDERLYINGS
+        .iter()
+        .find(|(_, u)| *u == underlying)
+        .map_or(underlying, |(index, _)| index)
 }
 
 fn instrument(row: Row) -> Result<Instrument, String> {
@@ -202,16 +231,6 @@ pub fn write_master<'a>(
     }
     writer.flush()?;
     Ok(())
-}
-
-fn index_name_of(underlying: &str) -> &str {
-    match underlying {
-        "NIFTY" => "NIFTY 50",
-        "BANKNIFTY" => "NIFTY BANK",
-        "FINNIFTY" => "NIFTY FIN SERVICE",
-        "MIDCPNIFTY" => "NIFTY MID SELECT",
-        other => other,
-    }
 }
 
 #[cfg(test)]

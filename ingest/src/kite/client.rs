@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 use super::decode::{decode_frame, is_heartbeat};
 use super::tick::TickAssembler;
 use super::KiteError;
-use crate::master::read_master;
+use crate::master::load_master_file;
 use crate::publisher::TickPublisher;
 
 /// Waiting for a handshake longer than this counts as a failed attempt.
@@ -156,11 +156,7 @@ pub async fn run_kite(
             "ping_timeout_secs must be at least 1".into(),
         ));
     }
-    let file = std::fs::File::open(&config.instruments_csv).map_err(|source| KiteError::Open {
-        path: config.instruments_csv.clone(),
-        source,
-    })?;
-    let master = read_master(std::io::BufReader::new(file))?;
+    let master = load_master_file(&config.instruments_csv)?;
     for bad in &master.errors {
         warn!(file = %config.instruments_csv.display(), line = bad.line, reason = %bad.reason, "skipping instrument row");
     }

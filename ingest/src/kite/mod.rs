@@ -14,8 +14,6 @@ pub mod decode;
 pub mod server;
 mod tick;
 
-use std::path::PathBuf;
-
 pub use client::{run_kite, KiteConfig, KiteReport};
 pub use decode::{decode_frame, encode_frame, DecodeError, Packet};
 pub use server::{FakeTicker, FakeTickerConfig, ServerEvent};
@@ -33,14 +31,6 @@ pub enum KiteError {
     /// The instrument master could not be read.
     #[error(transparent)]
     Master(#[from] MasterError),
-    /// The instrument master file could not be opened.
-    #[error("{path}: {source}")]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The configuration cannot work (no tokens, a zero timeout...).
     #[error("kite configuration: {0}")]
     Config(String),

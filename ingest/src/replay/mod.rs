@@ -19,7 +19,7 @@ use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::master::{read_master, MasterError};
+use crate::master::{load_master_file, MasterError};
 use crate::publisher::TickPublisher;
 use crate::IngestError;
 
@@ -110,14 +110,6 @@ pub enum ReplayError {
     /// The instrument master could not be read.
     #[error(transparent)]
     Master(#[from] MasterError),
-    /// The instrument master file could not be opened.
-    #[error("{path}: {source}")]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
 }
 
 /// Replays the files into the ticks topic (after publishing the instrument master).
@@ -126,12 +118,7 @@ pub async fn run_replay(
     shutdown: CancellationToken,
 ) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
-    let file =
-        std::fs::File::open(&config.instruments_csv).map_err(|source| ReplayError::Open {
-            path: config.instruments_csv.clone(),
-            source,
-        })?;
-    let master = read_master(std::io::BufReader::new(file))?;
+    let master = load_master_file(&config.instruments_csv)?;
     for bad in &master.errors {
         warn!(file = %config.instruments_csv.display(), line = bad.line, reason = %bad.reason, "skipping instrument row");
     }
