@@ -69,6 +69,9 @@ enum BenchTarget {
         /// a busy but ordinary rate for full NIFTY and BANKNIFTY chains.
         #[arg(long, default_value_t = 1)]
         tick_interval_ms: u64,
+        /// Run the processor stage against the local Kafka instead of the bare core.
+        #[arg(long)]
+        kafka: bool,
     },
 }
 
@@ -257,8 +260,15 @@ async fn main() -> Result<()> {
                 BenchTarget::Process {
                     ticks,
                     tick_interval_ms,
+                    kafka,
                 },
-        } => strikeflow::bench::process(&config, ticks, tick_interval_ms)?,
+        } => {
+            if kafka {
+                strikeflow::bench::process_kafka(&config, ticks as u64, tick_interval_ms).await?
+            } else {
+                strikeflow::bench::process(&config, ticks, tick_interval_ms)?
+            }
+        }
         Command::Token(args) => {
             let ttl = Duration::from_secs(args.ttl_secs);
             let token = strikeflow_push::auth::mint(
