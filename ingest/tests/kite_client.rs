@@ -5,17 +5,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rand::Rng;
 use strikeflow_ingest::kite::decode::{DepthLevel, Full, Index, Packet, Quote, DEPTH_LEVELS};
 use strikeflow_ingest::kite::{
     run_kite, FakeTicker, FakeTickerConfig, KiteConfig, KiteError, ServerEvent,
 };
-use strikeflow_kafka::ensure_topics;
-use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use strikeflow_kafka::rdkafka::message::{Headers, Message};
-use strikeflow_kafka::rdkafka::ClientConfig;
+use strikeflow_kafka::rdkafka::consumer::StreamConsumer;
 use strikeflow_schemas::{decode, Tick, Topics};
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{brokers, consumer, topics_and_dir};
 
 const INDEX: u32 = 256_265;
 const CALL: u32 = 12_345_602;
@@ -25,18 +24,8 @@ const UNKNOWN: u32 = 99_999_746;
 const SESSION_SECONDS: u32 = 1_764_649_800;
 const WAIT: Duration = Duration::from_secs(20);
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
-
 async fn sandbox(label: &str) -> (Topics, PathBuf) {
-    let id: u32 = rand::rng().random();
-    let topics = Topics::new(format!("kite_{label}_{id:08x}."));
-    ensure_topics(&brokers(), &topics.all(), 1)
-        .await
-        .expect("creating topics (is Kafka up? ./dev up)");
-    let dir = std::env::temp_dir().join(format!("strikeflow-kite-{label}-{id:08x}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (topics, dir) = topics_and_dir(&format!("kite_{label}")).await;
     let master = dir.join("instruments.csv");
     std::fs::write(
         &master,
@@ -142,45 +131,8 @@ fn index(second: u32) -> Packet {
     })
 }
 
-/// A consumer reading `topic` from the start.
-fn consumer(topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set(
-            "group.id",
-            format!("{topic}-reader-{}", rand::rng().random::<u32>()),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    consumer
-}
-
-/// The next `n` messages: payload and headers.
 async fn read(consumer: &StreamConsumer, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let msg = tokio::time::timeout(WAIT, consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} messages arrived", out.len()))
-            .unwrap();
-        let headers = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((msg.payload().unwrap_or_default().to_vec(), headers));
-    }
-    out
+    common::read(consumer, n, WAIT).await
 }
 
 async fn ticks(consumer: &StreamConsumer, n: usize) -> Vec<Tick> {

@@ -3,66 +3,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rand::Rng;
 use strikeflow_ingest::master::write_master;
 use strikeflow_ingest::replay::{run_replay, ReplayConfig, Speed, TickRecorder};
 use strikeflow_ingest::{MarketSimulator, SimulatorConfig};
-use strikeflow_kafka::ensure_topics;
-use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use strikeflow_kafka::rdkafka::message::{Headers, Message};
-use strikeflow_kafka::rdkafka::ClientConfig;
 use strikeflow_schemas::{decode, Tick, Topics};
 use tokio_util::sync::CancellationToken;
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
+mod common;
+use common::{brokers, consumer, topics_and_dir};
 
 async fn sandbox(label: &str) -> (Topics, PathBuf) {
-    let id: u32 = rand::rng().random();
-    let topics = Topics::new(format!("replay_{label}_{id:08x}."));
-    ensure_topics(&brokers(), &topics.all(), 1)
-        .await
-        .expect("creating topics (is Kafka up? ./dev up)");
-    let dir = std::env::temp_dir().join(format!("strikeflow-replay-{label}-{id:08x}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    (topics, dir)
+    topics_and_dir(&format!("replay_{label}")).await
 }
 
 /// Reads `n` messages from the start of `topic`, with their headers as (key, value) pairs.
 async fn read(topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set(
-            "group.id",
-            format!("{topic}-reader-{}", rand::rng().random::<u32>()),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()))
-            .unwrap();
-        let headers = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((msg.payload().unwrap_or_default().to_vec(), headers));
-    }
-    out
+    common::read(&consumer(topic), n, Duration::from_secs(30)).await
 }
 
 fn sorted(mut ticks: Vec<Tick>) -> Vec<Tick> {
