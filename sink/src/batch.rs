@@ -7,11 +7,50 @@ use strikeflow_kafka::{DeadLetter, KafkaError, Outbox};
 use strikeflow_schemas::{decode, AvroRecord, Bar, Instrument, Tick, Topics};
 
 /// Which sink input a message came from.
-#[derive(Debug, Clone, Copy)]
-enum Source {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The compacted instrument master.
     Instruments,
+    /// Raw ticks.
     Ticks,
+    /// One-minute bars.
     Bars,
+}
+
+/// The topics the sink reads and their dead-letter topics, named once at start-up: every
+/// message is classified against them, so they must not be rebuilt per message.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    names: [String; 3],
+    dead_letters: [String; 3],
+}
+
+impl Sources {
+    /// Resolves the deployment's topic names.
+    pub fn new(topics: &Topics) -> Self {
+        let names = [topics.instruments(), topics.ticks(), topics.bars()];
+        let dead_letters = names.clone().map(|name| topics.dead_letter(&name));
+        Self {
+            names,
+            dead_letters,
+        }
+    }
+
+    /// Every topic the sink reads.
+    pub fn names(&self) -> &[String; 3] {
+        &self.names
+    }
+
+    /// The topic of a source.
+    pub fn name(&self, source: Source) -> &str {
+        &self.names[source as usize]
+    }
+
+    fn classify(&self, topic: &str) -> Option<Source> {
+        [Source::Instruments, Source::Ticks, Source::Bars]
+            .into_iter()
+            .find(|&s| self.names[s as usize] == topic)
+    }
 }
 
 /// Rows decoded from a run of messages, plus the next offset to read per partition.
@@ -20,25 +59,25 @@ enum Source {
 /// one `INSERT … ON CONFLICT` may not touch the same row twice; ticks have no natural key
 /// and are kept in arrival order.
 #[derive(Debug)]
-pub struct Batch {
-    topics: Topics,
+pub struct Batch<'a> {
+    sources: &'a Sources,
     /// Latest instrument definition per token.
     pub instruments: HashMap<i64, Instrument>,
     /// Ticks in arrival order.
     pub ticks: Vec<Tick>,
     /// Latest bar per (token, window start).
     pub bars: HashMap<(i64, i64), Bar>,
-    /// Next offset to consume per (topic, partition), stored with the rows.
-    pub offsets: HashMap<(String, i32), i64>,
+    /// Next offset to consume per (source, partition), stored with the rows.
+    pub offsets: HashMap<(Source, i32), i64>,
     messages: usize,
     dead_letters: usize,
 }
 
-impl Batch {
-    /// An empty batch for the given topic names.
-    pub fn new(topics: &Topics) -> Self {
+impl<'a> Batch<'a> {
+    /// An empty batch reading `sources`.
+    pub fn new(sources: &'a Sources) -> Self {
         Self {
-            topics: topics.clone(),
+            sources,
             instruments: HashMap::new(),
             ticks: Vec::new(),
             bars: HashMap::new(),
@@ -46,6 +85,11 @@ impl Batch {
             messages: 0,
             dead_letters: 0,
         }
+    }
+
+    /// The topic name of a source (for storing offsets by name).
+    pub fn name_of(&self, source: Source) -> &'a str {
+        self.sources.name(source)
     }
 
     /// Messages consumed into this batch (including dead-lettered ones).
@@ -66,18 +110,12 @@ impl Batch {
         outbox: &mut Outbox,
     ) -> Result<(), KafkaError> {
         self.messages += 1;
-        self.offsets
-            .insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
         let payload = msg.payload();
-        let source = if msg.topic() == self.topics.instruments() {
-            Some(Source::Instruments)
-        } else if msg.topic() == self.topics.ticks() {
-            Some(Source::Ticks)
-        } else if msg.topic() == self.topics.bars() {
-            Some(Source::Bars)
-        } else {
-            None
-        };
+        let source = self.sources.classify(msg.topic());
+        if let Some(source) = source {
+            self.offsets
+                .insert((source, msg.partition()), msg.offset() + 1);
+        }
         let decoded = match (source, payload) {
             // A tombstone on the compacted instrument topic retires a token; rows that refer
             // to it stay valid history, so there is nothing to write.
@@ -94,14 +132,18 @@ impl Batch {
         };
         if let Err(reason) = decoded {
             self.dead_letters += 1;
-            let source = msg.topic().to_owned();
             let letter = DeadLetter {
                 reason: &reason,
                 stage: "sink",
-                source: Some((&source, msg.partition(), msg.offset())),
+                source: Some((msg.topic(), msg.partition(), msg.offset())),
                 position: None,
             };
-            let topic = self.topics.dead_letter(&source);
+            // The consumer is assigned only the sources' partitions, so an unknown topic
+            // cannot arrive; if it ever did, its own dead-letter topic takes it.
+            let topic = match source {
+                Some(s) => self.sources.dead_letters[s as usize].clone(),
+                None => Topics::default().dead_letter(msg.topic()),
+            };
             outbox.dead_letter(&topic, msg.key(), payload.unwrap_or_default(), &letter)?;
         }
         Ok(())

@@ -9,7 +9,7 @@ mod batch;
 mod offsets;
 mod writer;
 
-pub use batch::Batch;
+pub use batch::{Batch, Source, Sources};
 pub use writer::{upsert_instruments, write_batch};
 
 use std::time::Duration;
@@ -84,11 +84,7 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
     });
     writer::prepare_session(&client).await?;
 
-    let sources = [
-        config.topics.instruments(),
-        config.topics.ticks(),
-        config.topics.bars(),
-    ];
+    let sources = Sources::new(&config.topics);
     let stored = offsets::load(&client, &config.consumer_name).await?;
     let consumer: StreamConsumer = consumer_config(
         &config.brokers,
@@ -97,7 +93,7 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
     .set("enable.auto.commit", "false")
     .create()?;
     let mut assignment = TopicPartitionList::new();
-    for topic in &sources {
+    for topic in sources.names() {
         // Metadata is fetched once at start-up; blocking here briefly is harmless.
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions = metadata
@@ -120,7 +116,7 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
 
     let batch_wait = Duration::from_millis(config.batch_wait_ms);
     let result = loop {
-        let mut batch = Batch::new(&config.topics);
+        let mut batch = Batch::new(&sources);
         let first = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             msg = consumer.recv() => msg,

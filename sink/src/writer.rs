@@ -81,7 +81,11 @@ pub async fn upsert_instruments<'a>(
 }
 
 /// Writes every row of `batch` and advances `consumer`'s offsets, atomically.
-pub async fn write_batch(client: &mut Client, consumer: &str, batch: &Batch) -> Result<(), Error> {
+pub async fn write_batch(
+    client: &mut Client,
+    consumer: &str,
+    batch: &Batch<'_>,
+) -> Result<(), Error> {
     let tx = client.transaction().await?;
 
     upsert_instruments(&tx, batch.instruments.values()).await?;
@@ -177,8 +181,8 @@ pub async fn write_batch(client: &mut Client, consumer: &str, batch: &Batch) -> 
     }
 
     let (mut topics, mut partitions, mut next) = (Vec::new(), Vec::new(), Vec::new());
-    for ((topic, partition), offset) in &batch.offsets {
-        topics.push(topic.as_str());
+    for ((source, partition), offset) in &batch.offsets {
+        topics.push(batch.name_of(*source));
         partitions.push(*partition);
         next.push(*offset);
     }
