@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use strikeflow_schemas::TopicSpec;
@@ -68,4 +69,32 @@ pub async fn delete_topics(brokers: &str, names: &[&str]) -> Result<(), KafkaErr
         }
     }
     Ok(())
+}
+
+/// The partition ids of `topic`, from broker metadata. Blocks up to `timeout`: call it at
+/// start-up or on a blocking thread. A topic that is missing, errored or has no partitions
+/// is [`KafkaError::MissingTopic`] (auto-creation is off, so it was never created).
+pub fn partition_ids(
+    consumer: &StreamConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let missing = |reason: String| KafkaError::MissingTopic {
+        topic: topic.to_owned(),
+        reason,
+    };
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| missing("not in the broker's metadata".into()))?;
+    if let Some(error) = found.error() {
+        return Err(missing(format!("{error:?}")));
+    }
+    let ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+    if ids.is_empty() {
+        return Err(missing("it has no partitions".into()));
+    }
+    Ok(ids)
 }

@@ -7,7 +7,7 @@
 mod admin;
 mod outbox;
 
-pub use admin::{delete_topics, ensure_topics};
+pub use admin::{delete_topics, ensure_topics, partition_ids};
 pub use outbox::{DeadLetter, Outbox};
 pub use rdkafka;
 
@@ -22,6 +22,14 @@ pub enum KafkaError {
     /// The producer was dropped while deliveries were still outstanding.
     #[error("producer closed before confirming delivery")]
     ProducerGone,
+    /// A topic the stage needs does not exist (run `strikeflow migrate`).
+    #[error("topic {topic} is not usable ({reason}); run `strikeflow migrate` first")]
+    MissingTopic {
+        /// The topic.
+        topic: String,
+        /// What the metadata said.
+        reason: String,
+    },
     /// Creating or deleting a topic failed for a reason other than it (not) existing.
     #[error("topic {topic}: {reason}")]
     Topic {

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use strikeflow_kafka::partition_ids;
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::error::{KafkaError, KafkaResult};
 use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Message};
@@ -41,25 +42,15 @@ impl InstrumentFeed {
             .set("isolation.level", "read_committed")
             .create()?;
         // Metadata is fetched once at start-up; blocking briefly here is harmless.
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len());
-        if partitions == 0 {
-            return Err(ProcessorError::Config(format!(
-                "topic {topic} does not exist; run `strikeflow migrate`"
-            )));
-        }
+        let ids = partition_ids(&consumer, topic, Duration::from_secs(10))?;
         let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions as i32 {
+        for &partition in &ids {
             assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
         }
         consumer.assign(&assignment)?;
         Ok(Self {
             consumer,
-            partitions,
+            partitions: ids.len(),
         })
     }
 

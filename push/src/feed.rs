@@ -243,21 +243,8 @@ async fn partitions(consumer: &Arc<StreamConsumer>, topic: &str) -> Result<Vec<i
     let consumer = consumer.clone();
     let topic_name = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic_name), METADATA_TIMEOUT)
-            .map_err(|e| e.to_string())?;
-        let Some(topic) = metadata.topics().iter().find(|t| t.name() == topic_name) else {
-            return Err("topic missing from metadata".to_owned());
-        };
-        if let Some(err) = topic.error() {
-            return Err(format!("{err:?}"));
-        }
-        let ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-        if ids.is_empty() {
-            Err("topic has no partitions".to_owned())
-        } else {
-            Ok(ids)
-        }
+        strikeflow_kafka::partition_ids(&consumer, &topic_name, METADATA_TIMEOUT)
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| format!("metadata task failed: {e}"))?

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
-use strikeflow_kafka::{consumer_config, Outbox};
+use strikeflow_kafka::{consumer_config, partition_ids, Outbox};
 use strikeflow_schemas::Topics;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
@@ -63,9 +63,6 @@ pub enum SinkError {
     /// Kafka failed.
     #[error(transparent)]
     Kafka(#[from] strikeflow_kafka::KafkaError),
-    /// A topic the sink reads does not exist (run `strikeflow migrate`).
-    #[error("topic {0} does not exist; run `strikeflow migrate` first")]
-    MissingTopic(String),
 }
 
 impl From<strikeflow_kafka::rdkafka::error::KafkaError> for SinkError {
@@ -95,15 +92,7 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
     let mut assignment = TopicPartitionList::new();
     for topic in sources.names() {
         // Metadata is fetched once at start-up; blocking here briefly is harmless.
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().len())
-            .filter(|&n| n > 0)
-            .ok_or_else(|| SinkError::MissingTopic(topic.clone()))?;
-        for partition in 0..partitions as i32 {
+        for partition in partition_ids(&consumer, topic, Duration::from_secs(10))? {
             let offset = stored
                 .get(&(topic.clone(), partition))
                 .map_or(Offset::Beginning, |&next| Offset::Offset(next));
