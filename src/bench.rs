@@ -20,17 +20,42 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 
-/// Simulator → validation → Avro → Kafka, against librdkafka sending pre-encoded ticks.
-pub async fn ingest(config: &Config, ticks: u64) -> Result<()> {
+/// A private, freshly created set of topics for one benchmark run.
+async fn bench_topics(config: &Config) -> Result<Topics> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_millis());
     let topics = Topics::new(format!("{}bench-{stamp}.", config.kafka.topic_prefix));
+    ensure_topics(
+        &config.kafka.brokers,
+        &topics.all(),
+        config.kafka.replication,
+    )
+    .await
+    .context("creating benchmark topics (is Kafka up? ./dev up)")?;
+    Ok(topics)
+}
+
+/// Deletes a benchmark's topics (and any extra ones it made) so runs do not pile up.
+async fn drop_topics(config: &Config, topics: &Topics, extra: &[String]) -> Result<()> {
+    let names: Vec<String> = topics
+        .all()
+        .into_iter()
+        .map(|t| t.name)
+        .chain(extra.iter().cloned())
+        .collect();
+    delete_topics(
+        &config.kafka.brokers,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Simulator → validation → Avro → Kafka, against librdkafka sending pre-encoded ticks.
+pub async fn ingest(config: &Config, ticks: u64) -> Result<()> {
+    let topics = bench_topics(config).await?;
     let brokers = &config.kafka.brokers;
-    ensure_topics(brokers, &topics.all(), config.kafka.replication)
-        .await
-        .context("creating benchmark topics (is Kafka up? ./dev up)")?;
     let market = &config.simulate.market;
 
     // Reference: the same number of messages, already encoded, through the same producer
@@ -83,17 +108,7 @@ pub async fn ingest(config: &Config, ticks: u64) -> Result<()> {
     let report = strikeflow_ingest::run_simulation(simulate, CancellationToken::new()).await?;
     let ours = report.ticks as f64 / report.elapsed.as_secs_f64();
 
-    let names: Vec<String> = topics
-        .all()
-        .into_iter()
-        .map(|t| t.name)
-        .chain([reference_topic])
-        .collect();
-    delete_topics(
-        brokers,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await?;
+    drop_topics(config, &topics, &[reference_topic]).await?;
 
     println!(
         "bench ingest: {ticks} ticks, {} instruments, acks=all, idempotent, lz4",
@@ -213,15 +228,8 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
     use strikeflow_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let topics = Topics::new(format!("{}bench-{stamp}.", config.kafka.topic_prefix));
+    let topics = bench_topics(config).await?;
     let brokers = &config.kafka.brokers;
-    ensure_topics(brokers, &topics.all(), config.kafka.replication)
-        .await
-        .context("creating benchmark topics (is Kafka up? ./dev up)")?;
     let mut market = config.simulate.market.clone();
     market.tick_interval_ms = tick_interval_ms;
     let fill = SimulateConfig {
@@ -236,7 +244,7 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
 
     let mut processor = config.processor();
     processor.topics = topics.clone();
-    processor.group_id = format!("bench-{stamp}-processors");
+    processor.group_id = format!("{}processors", topics.prefix);
     let group = processor.group_id.clone();
     let shutdown = CancellationToken::new();
     let started = Instant::now();
@@ -279,12 +287,7 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
     let elapsed = started.elapsed();
     shutdown.cancel();
     stage.await??;
-    let names: Vec<String> = topics.all().into_iter().map(|t| t.name).collect();
-    delete_topics(
-        brokers,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await?;
+    drop_topics(config, &topics, &[]).await?;
     println!(
         "bench process --kafka: {consumed} ticks, {} per event second, consumed, processed and published with acks in {elapsed:.2?}",
         1_000 / tick_interval_ms.max(1)
