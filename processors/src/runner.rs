@@ -252,7 +252,6 @@ pub async fn run(
         let mut count = 0u64;
         while let Some(msg) = message.take() {
             next_offsets.insert(msg.partition(), msg.offset() + 1);
-            last_seen.insert(msg.partition(), Instant::now());
             handle(&msg, &names, &mut core, &mut outbox, &mut outputs)?;
             count += 1;
             if count >= config.batch_max as u64 {
@@ -262,6 +261,12 @@ pub async fn run(
                 Ok(next) => Some(next?),
                 Err(_elapsed) => None,
             };
+        }
+        // Liveness for idle detection: once per batch is precise enough for a timeout of
+        // seconds, and keeps the clock out of the per-message loop.
+        let now = Instant::now();
+        for &partition in next_offsets.keys() {
+            last_seen.insert(partition, now);
         }
         publish(&mut outbox, &names, &mut outputs)?;
         outbox.flush().await?;
