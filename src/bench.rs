@@ -81,6 +81,7 @@ pub async fn ingest(config: &Config, ticks: u64) -> Result<()> {
             name: reference_topic.clone(),
             partitions: 6,
             compacted: false,
+            max_message_bytes: None,
         }],
         config.kafka.replication,
     )

@@ -21,18 +21,28 @@ pub async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
+    // NewTopic borrows its settings, so their text must outlive `configs`.
+    let max_bytes: Vec<Option<String>> = specs
+        .iter()
+        .map(|spec| spec.max_message_bytes.map(|b| b.to_string()))
+        .collect();
     let configs: Vec<_> = specs
         .iter()
-        .map(|spec| {
+        .zip(&max_bytes)
+        .map(|(spec, max_bytes)| {
             let topic = NewTopic::new(
                 &spec.name,
                 spec.partitions,
                 TopicReplication::Fixed(replication),
             );
-            if spec.compacted {
+            let topic = if spec.compacted {
                 topic.set("cleanup.policy", "compact")
             } else {
                 topic
+            };
+            match max_bytes {
+                Some(bytes) => topic.set("max.message.bytes", bytes),
+                None => topic,
             }
         })
         .collect();

@@ -101,6 +101,15 @@ impl Outbox {
         self.enqueue(FutureRecord::to(topic).key(key).payload(payload))
     }
 
+    /// Enqueues a record built by the caller (an explicit partition, extra headers).
+    pub fn send_record<K, P>(&mut self, record: FutureRecord<'_, K, P>) -> Result<(), KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        self.enqueue(record)
+    }
+
     /// Enqueues a rejected message on a dead-letter topic with its reason and origin.
     pub fn dead_letter(
         &mut self,

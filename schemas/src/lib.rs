@@ -21,7 +21,7 @@ pub use codec::{
 pub use model::{
     date_from_days, days_from_date, Bar, ChainKey, ChainKeyError, Instrument, InstrumentType, Tick,
 };
-pub use topics::{TopicSpec, Topics};
+pub use topics::{TopicSpec, Topics, REFERENCE_COPY_HEADER};
 
 /// Directory holding the `.avsc` files, for tools and tests that need the schema files
 /// themselves (e.g. the fastavro contract test).

@@ -139,7 +139,7 @@ pub fn days_from_date(d: NaiveDate) -> i32 {
 /// (ISO date of the expiry) or `"NIFTY"`; its UTF-8 bytes are the Kafka key. Underlyings never
 /// contain `':'`. An expiry outside years 0000-9999 (never a real contract) is written as its raw
 /// day number so that every key still round-trips.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ChainKey {
     /// Underlying name, e.g. "NIFTY" ([`Instrument::name`]).
     pub underlying: String,

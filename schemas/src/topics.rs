@@ -22,7 +22,19 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// `cleanup.policy=compact` instead of delete.
     pub compacted: bool,
+    /// `max.message.bytes` when a topic's records may exceed the broker's 1 MiB default.
+    pub max_message_bytes: Option<u32>,
 }
+
+/// Header set on the extra copies of a spot-index tick that the ingest publisher writes to
+/// every ticks partition (value `"1"`).
+///
+/// Every option chain needs its underlying's spot, but the spot is keyed by the underlying
+/// alone and so lives in one partition. Copying each spot tick into every partition, in
+/// publish order, lets a processor compute a chain from its own partition alone, so its
+/// outputs depend only on that partition's log (the basis of exactly-once restarts). The
+/// copy without this header is the primary: only it is stored, barred and pushed.
+pub const REFERENCE_COPY_HEADER: &str = "strikeflow.reference-copy";
 
 impl Topics {
     /// Partitions of the ticks topic: the unit of parallelism of the processors.
@@ -32,6 +44,9 @@ impl Topics {
     /// Partitions of each analytics topic (strikes, chains, moneyness, indicators): the same
     /// as ticks, since they are keyed by the same chain key.
     pub const ANALYTICS_PARTITIONS: i32 = 6;
+
+    /// Largest processor state snapshot record accepted (64 MiB).
+    pub const STATE_MAX_MESSAGE_BYTES: u32 = 64 << 20;
 
     /// Topic names under `prefix` (used verbatim, e.g. `"test-1."`).
     pub fn new(prefix: impl Into<String>) -> Self {
@@ -75,6 +90,12 @@ impl Topics {
         format!("{}indicators.v1", self.prefix)
     }
 
+    /// Processor state snapshots (compacted, keyed by `<group>/<ticks partition>`), written in
+    /// the same Kafka transaction as the outputs and input offsets they correspond to.
+    pub fn processor_state(&self) -> String {
+        format!("{}processor-state.v1", self.prefix)
+    }
+
     /// Ticks that arrived later than the allowed lateness: counted and routed here, never
     /// silently dropped.
     pub fn late(&self) -> String {
@@ -94,12 +115,14 @@ impl Topics {
     /// Every topic the pipeline needs, with its layout, for the admin step that creates them:
     /// instruments (1 partition, compacted), ticks (6), bars (6), then the dead-letter topics of
     /// ticks, bars and instruments (1 partition each), then the analytics topics strikes,
-    /// chains, moneyness and indicators (6 each) and the late-ticks topic (1).
+    /// chains, moneyness and indicators (6 each), the late-ticks topic (1) and the compacted
+    /// processor-state topic (1).
     pub fn all(&self) -> Vec<TopicSpec> {
         let spec = |name: String, partitions: i32, compacted: bool| TopicSpec {
             name,
             partitions,
             compacted,
+            max_message_bytes: None,
         };
         vec![
             spec(self.instruments(), 1, true),
@@ -113,6 +136,12 @@ impl Topics {
             spec(self.moneyness(), Self::ANALYTICS_PARTITIONS, false),
             spec(self.indicators(), Self::ANALYTICS_PARTITIONS, false),
             spec(self.late(), 1, false),
+            TopicSpec {
+                // A snapshot holds one partition's open bars, chain and indicator state: more
+                // than the 1 MiB default with full NIFTY and BANKNIFTY chains.
+                max_message_bytes: Some(Self::STATE_MAX_MESSAGE_BYTES),
+                ..spec(self.processor_state(), 1, true)
+            },
         ]
     }
 }
@@ -168,7 +197,13 @@ mod tests {
                 ("p-moneyness.v1", 6, false),
                 ("p-indicators.v1", 6, false),
                 ("p-ticks.late.v1", 1, false),
+                ("p-processor-state.v1", 1, true),
             ]
+        );
+        let state = specs.iter().find(|s| s.name == "p-processor-state.v1");
+        assert_eq!(
+            state.and_then(|s| s.max_message_bytes),
+            Some(Topics::STATE_MAX_MESSAGE_BYTES)
         );
     }
 
