@@ -1,9 +1,21 @@
 //! The path every source's ticks take into Kafka: validate, key by chain, enqueue.
+//!
+//! A spot index tick (instrument type EQ) is written once as usual, the *primary*, and then
+//! once more into every partition of the ticks topic as a *reference copy* carrying
+//! [`REFERENCE_COPY_HEADER`]: every chain needs its underlying's spot, and this way each
+//! processor partition sees it in its own log, in publish order.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use strikeflow_kafka::{DeadLetter, Outbox};
-use strikeflow_schemas::{encode_into, Instrument, Tick, Topics};
+use strikeflow_kafka::rdkafka::consumer::StreamConsumer;
+use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
+use strikeflow_kafka::rdkafka::producer::FutureRecord;
+use strikeflow_kafka::rdkafka::ClientConfig;
+use strikeflow_kafka::{partition_ids, DeadLetter, KafkaError, Outbox};
+use strikeflow_schemas::{
+    encode_into, Instrument, InstrumentType, Tick, Topics, REFERENCE_COPY_HEADER,
+};
 
 use crate::validate::TickValidator;
 use crate::IngestError;
@@ -12,14 +24,37 @@ use crate::IngestError;
 /// deliveries without ever waiting on a single send.
 const ACK_WINDOW: usize = 50_000;
 
+/// Time limit of one metadata request for the ticks topic's partitions.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a ticks topic that is not (yet) in the metadata is waited for: a topic created
+/// just before (`strikeflow run` ensures topics, then starts ingest) can take a moment to
+/// appear in the broker's metadata.
+const TOPIC_WAIT: Duration = Duration::from_secs(5);
+/// Pause between two metadata requests while waiting for the ticks topic.
+const TOPIC_RETRY: Duration = Duration::from_millis(200);
+
+/// Where an instrument's ticks go: its chain key, and whether it is a spot index whose
+/// ticks are also copied into every partition.
+struct Route {
+    key: String,
+    spot: bool,
+}
+
 /// Publishes instruments and validated ticks; rejected ticks go to the dead-letter topic.
 pub struct TickPublisher {
     outbox: Outbox,
     validator: TickValidator,
-    /// Chain key per token, computed once: every tick of a chain lands in one partition.
-    keys: HashMap<i64, String>,
+    /// Chain key (and whether it is a spot index) per token, computed once: every tick of
+    /// a chain lands in one partition, and a spot tick is found to need copies in the same
+    /// lookup.
+    routes: HashMap<i64, Route>,
     instruments_topic: String,
     ticks_topic: String,
+    /// Partition ids of the ticks topic, each of which gets a reference copy of a spot tick.
+    ticks_partitions: Vec<i32>,
+    /// The reference-copy header, built once; each copy takes a clone (librdkafka owns a
+    /// record's headers once it is enqueued).
+    reference_header: OwnedHeaders,
     dead_letters: String,
     buf: Vec<u8>,
     published: u64,
@@ -27,20 +62,31 @@ pub struct TickPublisher {
 }
 
 impl TickPublisher {
-    /// Connects to Kafka. `future_tolerance_micros` enables the "timestamp in the future"
-    /// check for live sources; simulated and replayed time passes `None`.
+    /// Connects to Kafka and learns the ticks topic's partitions (spot ticks are copied into
+    /// each). `future_tolerance_micros` enables the "timestamp in the future" check for live
+    /// sources; simulated and replayed time passes `None`.
+    ///
+    /// Blocks briefly on broker metadata (start-up only). A ticks topic that does not exist
+    /// is [`KafkaError::MissingTopic`] (run `strikeflow migrate`).
     pub fn connect(
         brokers: &str,
         topics: &Topics,
         future_tolerance_micros: Option<i64>,
     ) -> Result<Self, IngestError> {
+        let ticks_topic = topics.ticks();
+        let ticks_partitions = ticks_partitions(brokers, &ticks_topic)?;
         Ok(Self {
             outbox: Outbox::connect(brokers)?,
             validator: TickValidator::new([], future_tolerance_micros),
-            keys: HashMap::new(),
+            routes: HashMap::new(),
             instruments_topic: topics.instruments(),
-            ticks_topic: topics.ticks(),
-            dead_letters: topics.dead_letter(&topics.ticks()),
+            ticks_partitions,
+            reference_header: OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: REFERENCE_COPY_HEADER,
+                value: Some("1"),
+            }),
+            dead_letters: topics.dead_letter(&ticks_topic),
+            ticks_topic,
             buf: Vec::with_capacity(256),
             published: 0,
             rejected: 0,
@@ -62,9 +108,12 @@ impl TickPublisher {
                 &self.buf,
             )?;
             self.validator.add_instrument(instrument);
-            self.keys.insert(
+            self.routes.insert(
                 instrument.instrument_token,
-                instrument.chain_key().to_string(),
+                Route {
+                    key: instrument.chain_key().to_string(),
+                    spot: instrument.instrument_type == InstrumentType::EQ,
+                },
             );
             n += 1;
         }
@@ -72,8 +121,9 @@ impl TickPublisher {
         Ok(n)
     }
 
-    /// Validates and enqueues one tick. `position` names where it came from (built only
-    /// when the tick is rejected); `now_micros` is the wall clock for live sources.
+    /// Validates and enqueues one tick (plus a reference copy per ticks partition when it is
+    /// a spot index tick). `position` names where it came from (built only when the tick is
+    /// rejected); `now_micros` is the wall clock for live sources.
     pub async fn publish(
         &mut self,
         tick: &Tick,
@@ -83,12 +133,24 @@ impl TickPublisher {
         encode_into(tick, &mut self.buf)?;
         match self.validator.check(tick, now_micros) {
             Ok(()) => {
-                let key = self
-                    .keys
+                let (key, spot) = self
+                    .routes
                     .get(&tick.instrument_token)
-                    .map_or("", String::as_str);
+                    .map_or(("", false), |r| (r.key.as_str(), r.spot));
                 self.outbox.send(&self.ticks_topic, key, &self.buf)?;
                 self.published += 1;
+                if spot {
+                    // After the primary, so every partition sees the copy in publish order.
+                    for &partition in &self.ticks_partitions {
+                        self.outbox.send_record(
+                            FutureRecord::to(&self.ticks_topic)
+                                .partition(partition)
+                                .key(key)
+                                .payload(&self.buf)
+                                .headers(self.reference_header.clone()),
+                        )?;
+                    }
+                }
             }
             Err(rejection) => {
                 self.rejected += 1;
@@ -142,7 +204,7 @@ impl TickPublisher {
         Ok(())
     }
 
-    /// Ticks accepted so far.
+    /// Ticks accepted so far (reference copies of spot ticks are not counted).
     pub fn published(&self) -> u64 {
         self.published
     }
@@ -150,5 +212,23 @@ impl TickPublisher {
     /// Ticks rejected so far.
     pub fn rejected(&self) -> u64 {
         self.rejected
+    }
+}
+
+/// The partition ids of the ticks topic, waiting up to [`TOPIC_WAIT`] for a topic that is not
+/// in the metadata yet.
+fn ticks_partitions(brokers: &str, topic: &str) -> Result<Vec<i32>, KafkaError> {
+    // A plain client for one metadata request; it never joins a group or consumes.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let started = Instant::now();
+    loop {
+        match partition_ids(&consumer, topic, METADATA_TIMEOUT) {
+            Err(KafkaError::MissingTopic { .. }) if started.elapsed() < TOPIC_WAIT => {
+                std::thread::sleep(TOPIC_RETRY);
+            }
+            result => return result,
+        }
     }
 }

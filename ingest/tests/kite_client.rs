@@ -135,8 +135,9 @@ async fn read(consumer: &StreamConsumer, n: usize) -> Vec<(Vec<u8>, Vec<(String,
     common::read(consumer, n, WAIT).await
 }
 
+/// The next `n` ticks as published (reference copies of the index's ticks are skipped).
 async fn ticks(consumer: &StreamConsumer, n: usize) -> Vec<Tick> {
-    let mut ticks: Vec<Tick> = read(consumer, n)
+    let mut ticks: Vec<Tick> = common::read_primaries(consumer, n, WAIT)
         .await
         .iter()
         .map(|(p, _)| decode(p).unwrap())

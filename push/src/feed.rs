@@ -13,6 +13,9 @@
 //!
 //! Topics that do not exist yet are waited for, and partitions added later are picked up
 //! (from their beginning, since everything in them is new).
+//!
+//! Reference copies of spot ticks (header [`REFERENCE_COPY_HEADER`], one per ticks partition)
+//! are skipped: the primary copy is the one pushed, so subscribers see each spot tick once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,10 +24,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics::Counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
-use strikeflow_schemas::{AvroRecord, Bar, Instrument, Tick, Topics};
+use strikeflow_schemas::{AvroRecord, Bar, Instrument, Tick, Topics, REFERENCE_COPY_HEADER};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -206,7 +209,7 @@ impl Feed {
                     Ok(msg) => {
                         let topic = msg.topic();
                         if topic == ticks_topic {
-                            state.on_tick(msg.payload());
+                            state.on_tick_message(&msg);
                         } else if topic == bars_topic {
                             state.on_bar(msg.payload());
                         }
@@ -302,6 +305,7 @@ struct FeedCounters {
     tick_errors: Counter,
     bar_errors: Counter,
     unknown_token: Counter,
+    reference_copies: Counter,
 }
 
 impl FeedCounters {
@@ -314,6 +318,7 @@ impl FeedCounters {
             tick_errors: metrics::counter!(stats::DECODE_ERRORS, "kind" => "tick"),
             bar_errors: metrics::counter!(stats::DECODE_ERRORS, "kind" => "bar"),
             unknown_token: metrics::counter!(stats::UNKNOWN_TOKEN),
+            reference_copies: metrics::counter!(stats::REFERENCE_COPIES_SKIPPED),
         }
     }
 }
@@ -370,6 +375,19 @@ impl FeedState {
                 self.counters.instrument_errors.increment(1);
                 tracing::warn!(error = %err, "undecodable instrument record skipped");
             }
+        }
+    }
+
+    /// Publish one message of the ticks topic, unless it is a reference copy of a spot tick
+    /// (its primary is published instead).
+    pub(crate) fn on_tick_message<M: Message>(&mut self, msg: &M) {
+        let copy = msg
+            .headers()
+            .is_some_and(|headers| headers.iter().any(|h| h.key == REFERENCE_COPY_HEADER));
+        if copy {
+            self.counters.reference_copies.increment(1);
+        } else {
+            self.on_tick(msg.payload());
         }
     }
 
@@ -448,6 +466,8 @@ fn to_data<T: Serialize>(record: &T, tradingsymbol: Option<&str>) -> Option<Stri
 mod tests {
     use std::sync::Arc;
 
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+    use rdkafka::Timestamp;
     use strikeflow_schemas::{encode, InstrumentType};
     use tokio_util::sync::CancellationToken;
 
@@ -562,6 +582,50 @@ mod tests {
             0,
             "ticks are not snapshotted"
         );
+    }
+
+    /// A message of the ticks topic as the live consumer hands it over.
+    fn tick_message(token: i64, partition: i32, header: Option<&str>) -> OwnedMessage {
+        let headers = header.map(|key| {
+            OwnedHeaders::new().insert(Header {
+                key,
+                value: Some("1"),
+            })
+        });
+        OwnedMessage::new(
+            Some(encode(&tick(token)).expect("encode")),
+            Some(b"NIFTY".to_vec()),
+            "ticks.v1".to_owned(),
+            Timestamp::NotAvailable,
+            partition,
+            0,
+            headers,
+        )
+    }
+
+    #[test]
+    fn reference_copies_of_spot_ticks_are_not_pushed() {
+        let (mut state, hub) = setup();
+        let q = subscribe(&hub, ChannelKind::Ticks, "ticks.NIFTY50");
+        state.on_instrument(Some(
+            &encode(&instrument(256_265, "NIFTY50")).expect("encode"),
+        ));
+        // The primary, then one reference copy per partition (the spot's own included).
+        state.on_tick_message(&tick_message(256_265, 3, None));
+        for partition in 0..6 {
+            state.on_tick_message(&tick_message(
+                256_265,
+                partition,
+                Some(REFERENCE_COPY_HEADER),
+            ));
+        }
+        // Some other header does not make a tick a copy.
+        state.on_tick_message(&tick_message(256_265, 3, Some("traceparent")));
+        let got = drain(&q);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0]["seq"], 1);
+        assert_eq!(got[1]["seq"], 2);
+        assert_eq!(got[0]["data"]["tradingsymbol"], "NIFTY50");
     }
 
     #[test]

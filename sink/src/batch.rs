@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 
-use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Message};
+use strikeflow_kafka::rdkafka::message::{Headers, Message};
 use strikeflow_kafka::{DeadLetter, KafkaError, Outbox};
-use strikeflow_schemas::{decode, AvroRecord, Bar, Instrument, Tick, Topics};
+use strikeflow_schemas::{
+    decode, AvroRecord, Bar, Instrument, Tick, Topics, REFERENCE_COPY_HEADER,
+};
 
 /// Which sink input a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +73,7 @@ pub struct Batch<'a> {
     pub offsets: HashMap<(Source, i32), i64>,
     messages: usize,
     dead_letters: usize,
+    reference_copies: usize,
 }
 
 impl<'a> Batch<'a> {
@@ -84,6 +87,7 @@ impl<'a> Batch<'a> {
             offsets: HashMap::new(),
             messages: 0,
             dead_letters: 0,
+            reference_copies: 0,
         }
     }
 
@@ -104,17 +108,20 @@ impl<'a> Batch<'a> {
 
     /// Decodes one message into the batch; a message that does not decode goes to its
     /// topic's dead-letter topic (the caller flushes the outbox before committing).
-    pub fn add(
-        &mut self,
-        msg: &BorrowedMessage<'_>,
-        outbox: &mut Outbox,
-    ) -> Result<(), KafkaError> {
+    ///
+    /// A reference copy of a spot tick (header [`REFERENCE_COPY_HEADER`]) duplicates the
+    /// primary in the spot's own partition, so it is not stored; its offset still advances.
+    pub fn add<M: Message>(&mut self, msg: &M, outbox: &mut Outbox) -> Result<(), KafkaError> {
         self.messages += 1;
         let payload = msg.payload();
         let source = self.sources.classify(msg.topic());
         if let Some(source) = source {
             self.offsets
                 .insert((source, msg.partition()), msg.offset() + 1);
+        }
+        if source == Some(Source::Ticks) && is_reference_copy(msg) {
+            self.reference_copies += 1;
+            return Ok(());
         }
         let decoded = match (source, payload) {
             // A tombstone on the compacted instrument topic retires a token; rows that refer
@@ -165,5 +172,132 @@ impl<'a> Batch<'a> {
         metrics::counter!("sink_bars_total").increment(self.bars.len() as u64);
         metrics::counter!("sink_instruments_total").increment(self.instruments.len() as u64);
         metrics::counter!("sink_dead_letters_total").increment(self.dead_letters as u64);
+        metrics::counter!("sink_reference_copies_skipped_total")
+            .increment(self.reference_copies as u64);
+    }
+}
+
+/// Whether a ticks message is a reference copy of a spot tick (primaries carry no headers,
+/// so for them this is one null check).
+fn is_reference_copy<M: Message>(msg: &M) -> bool {
+    msg.headers()
+        .is_some_and(|headers| headers.iter().any(|h| h.key == REFERENCE_COPY_HEADER))
+}
+
+#[cfg(test)]
+mod tests {
+    use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+    use strikeflow_kafka::rdkafka::Timestamp;
+    use strikeflow_schemas::encode;
+
+    use super::*;
+
+    fn tick(token: i64, ltp: f64) -> Tick {
+        Tick {
+            instrument_token: token,
+            exchange_ts: 1_766_000_001_000_000,
+            ltp,
+            last_qty: 0,
+            volume: 0,
+            oi: 0,
+            bid: 0.0,
+            bid_qty: 0,
+            ask: 0.0,
+            ask_qty: 0,
+        }
+    }
+
+    fn message(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        payload: Vec<u8>,
+        header: Option<&str>,
+    ) -> OwnedMessage {
+        let headers = header.map(|key| {
+            OwnedHeaders::new().insert(Header {
+                key,
+                value: Some("1"),
+            })
+        });
+        OwnedMessage::new(
+            Some(payload),
+            Some(b"NIFTY".to_vec()),
+            topic.to_owned(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            headers,
+        )
+    }
+
+    /// No broker is contacted: creating a producer does not connect, and nothing here is
+    /// dead-lettered.
+    fn outbox() -> Outbox {
+        Outbox::connect("127.0.0.1:1").expect("a producer")
+    }
+
+    #[test]
+    fn reference_copies_are_not_stored_but_advance_offsets() {
+        let sources = Sources::new(&Topics::new("t."));
+        let ticks = sources.name(Source::Ticks).to_owned();
+        let mut outbox = outbox();
+        let mut batch = Batch::new(&sources);
+        let spot = encode(&tick(256_265, 24_500.5)).expect("encode");
+        // The primary in partition 2, then a copy in each of three partitions (2 included),
+        // then an option tick after the copy in partition 1.
+        let messages = [
+            message(&ticks, 2, 10, spot.clone(), None),
+            message(&ticks, 0, 4, spot.clone(), Some(REFERENCE_COPY_HEADER)),
+            message(&ticks, 1, 7, spot.clone(), Some(REFERENCE_COPY_HEADER)),
+            message(&ticks, 2, 11, spot.clone(), Some(REFERENCE_COPY_HEADER)),
+            message(
+                &ticks,
+                1,
+                8,
+                encode(&tick(1, 100.0)).expect("encode"),
+                Some("traceparent"),
+            ),
+        ];
+        for msg in &messages {
+            batch.add(msg, &mut outbox).expect("added");
+        }
+        assert_eq!(batch.len(), 5, "every message is consumed");
+        assert_eq!(
+            batch.ticks,
+            vec![tick(256_265, 24_500.5), tick(1, 100.0)],
+            "only the primary and the option tick are stored"
+        );
+        assert_eq!(batch.dead_letters, 0);
+        let mut offsets: Vec<_> = batch.offsets.iter().map(|(k, v)| (*k, *v)).collect();
+        offsets.sort_unstable_by_key(|&((_, p), _)| p);
+        assert_eq!(
+            offsets,
+            vec![
+                ((Source::Ticks, 0), 5),
+                ((Source::Ticks, 1), 9),
+                ((Source::Ticks, 2), 12),
+            ],
+            "offsets move past the copies"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_only_copies_still_commits_its_offsets() {
+        let sources = Sources::new(&Topics::default());
+        let ticks = sources.name(Source::Ticks).to_owned();
+        let mut outbox = outbox();
+        let mut batch = Batch::new(&sources);
+        let copy = message(
+            &ticks,
+            3,
+            41,
+            encode(&tick(256_265, 24_500.5)).expect("encode"),
+            Some(REFERENCE_COPY_HEADER),
+        );
+        batch.add(&copy, &mut outbox).expect("added");
+        assert!(batch.ticks.is_empty());
+        assert!(!batch.is_empty());
+        assert_eq!(batch.offsets.get(&(Source::Ticks, 3)), Some(&42));
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use rand::Rng;
 use strikeflow_kafka::ensure_topics;
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use strikeflow_kafka::rdkafka::message::{Headers, Message};
+use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Headers, Message};
 use strikeflow_kafka::rdkafka::ClientConfig;
-use strikeflow_schemas::Topics;
+use strikeflow_schemas::{Topics, REFERENCE_COPY_HEADER};
 
 /// Where Kafka is: `KAFKA_BROKERS`, or `./dev up`'s default.
 pub fn brokers() -> String {
@@ -45,32 +45,99 @@ pub fn consumer(topic: &str) -> StreamConsumer {
     consumer
 }
 
-/// The next `n` messages: payload and headers; panics after `wait` without one.
-pub async fn read(
-    consumer: &StreamConsumer,
-    n: usize,
-    wait: Duration,
-) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+/// One message read back, with where it was found.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    /// Whether this is a reference copy of a spot tick (see `REFERENCE_COPY_HEADER`).
+    pub fn is_reference_copy(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(key, _)| key == REFERENCE_COPY_HEADER)
+    }
+}
+
+/// The next `n` messages with partition, offset, key, payload and headers; panics after
+/// `wait` without one.
+pub async fn read_records(consumer: &StreamConsumer, n: usize, wait: Duration) -> Vec<Record> {
     let mut out = Vec::new();
     while out.len() < n {
         let msg = tokio::time::timeout(wait, consumer.recv())
             .await
             .unwrap_or_else(|_| panic!("only {} of {n} messages arrived", out.len()))
             .expect("a message");
-        let headers = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((msg.payload().unwrap_or_default().to_vec(), headers));
+        out.push(record(&msg));
+    }
+    out
+}
+
+/// Whatever arrives within `wait` (for checking that nothing more was written).
+pub async fn read_rest(consumer: &StreamConsumer, wait: Duration) -> Vec<Record> {
+    let mut out = Vec::new();
+    while let Ok(msg) = tokio::time::timeout(wait, consumer.recv()).await {
+        out.push(record(&msg.expect("a message")));
+    }
+    out
+}
+
+fn record(msg: &BorrowedMessage<'_>) -> Record {
+    let headers = msg
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key().unwrap_or_default().to_vec(),
+        payload: msg.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+/// The next `n` messages: payload and headers; panics after `wait` without one.
+pub async fn read(
+    consumer: &StreamConsumer,
+    n: usize,
+    wait: Duration,
+) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    read_records(consumer, n, wait)
+        .await
+        .into_iter()
+        .map(|r| (r.payload, r.headers))
+        .collect()
+}
+
+/// The next `n` messages that are not reference copies of spot ticks (those are skipped):
+/// the ticks as published, once each.
+pub async fn read_primaries(
+    consumer: &StreamConsumer,
+    n: usize,
+    wait: Duration,
+) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let got = read_records(consumer, 1, wait).await;
+        out.extend(
+            got.into_iter()
+                .filter(|r| !r.is_reference_copy())
+                .map(|r| (r.payload, r.headers)),
+        );
     }
     out
 }
