@@ -11,7 +11,20 @@ pub use admin::{delete_topics, ensure_topics, partition_ids};
 pub use outbox::{DeadLetter, Outbox};
 pub use rdkafka;
 
+use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
+
+/// Whether a ticks record is a reference copy of a spot tick (it carries
+/// [`strikeflow_schemas::REFERENCE_COPY_HEADER`]). Sink and push skip copies; the processor
+/// lets them move a chain's spot but builds no bar from them. Primaries carry no headers,
+/// so for them this is one null check.
+pub fn is_reference_copy<M: Message>(msg: &M) -> bool {
+    msg.headers().is_some_and(|headers| {
+        headers
+            .iter()
+            .any(|h| h.key == strikeflow_schemas::REFERENCE_COPY_HEADER)
+    })
+}
 
 /// Why a Kafka operation failed.
 #[derive(Debug, thiserror::Error)]

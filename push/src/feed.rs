@@ -14,7 +14,7 @@
 //! Topics that do not exist yet are waited for, and partitions added later are picked up
 //! (from their beginning, since everything in them is new).
 //!
-//! Reference copies of spot ticks (header [`REFERENCE_COPY_HEADER`], one per ticks partition)
+//! Reference copies of spot ticks (header [`strikeflow_schemas::REFERENCE_COPY_HEADER`], one per ticks partition)
 //! are skipped: the primary copy is the one pushed, so subscribers see each spot tick once.
 
 use std::collections::{HashMap, HashSet};
@@ -24,10 +24,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics::Counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
-use strikeflow_schemas::{AvroRecord, Bar, Instrument, Tick, Topics, REFERENCE_COPY_HEADER};
+use strikeflow_schemas::{AvroRecord, Bar, Instrument, Tick, Topics};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -381,10 +381,7 @@ impl FeedState {
     /// Publish one message of the ticks topic, unless it is a reference copy of a spot tick
     /// (its primary is published instead).
     pub(crate) fn on_tick_message<M: Message>(&mut self, msg: &M) {
-        let copy = msg
-            .headers()
-            .is_some_and(|headers| headers.iter().any(|h| h.key == REFERENCE_COPY_HEADER));
-        if copy {
+        if strikeflow_kafka::is_reference_copy(msg) {
             self.counters.reference_copies.increment(1);
         } else {
             self.on_tick(msg.payload());
@@ -468,6 +465,7 @@ mod tests {
 
     use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
     use rdkafka::Timestamp;
+    use strikeflow_schemas::REFERENCE_COPY_HEADER;
     use strikeflow_schemas::{encode, InstrumentType};
     use tokio_util::sync::CancellationToken;
 

@@ -2,11 +2,9 @@
 
 use std::collections::HashMap;
 
-use strikeflow_kafka::rdkafka::message::{Headers, Message};
+use strikeflow_kafka::rdkafka::message::Message;
 use strikeflow_kafka::{DeadLetter, KafkaError, Outbox};
-use strikeflow_schemas::{
-    decode, AvroRecord, Bar, Instrument, Tick, Topics, REFERENCE_COPY_HEADER,
-};
+use strikeflow_schemas::{decode, AvroRecord, Bar, Instrument, Tick, Topics};
 
 /// Which sink input a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,7 +107,7 @@ impl<'a> Batch<'a> {
     /// Decodes one message into the batch; a message that does not decode goes to its
     /// topic's dead-letter topic (the caller flushes the outbox before committing).
     ///
-    /// A reference copy of a spot tick (header [`REFERENCE_COPY_HEADER`]) duplicates the
+    /// A reference copy of a spot tick (header [`strikeflow_schemas::REFERENCE_COPY_HEADER`]) duplicates the
     /// primary in the spot's own partition, so it is not stored; its offset still advances.
     pub fn add<M: Message>(&mut self, msg: &M, outbox: &mut Outbox) -> Result<(), KafkaError> {
         self.messages += 1;
@@ -119,7 +117,7 @@ impl<'a> Batch<'a> {
             self.offsets
                 .insert((source, msg.partition()), msg.offset() + 1);
         }
-        if source == Some(Source::Ticks) && is_reference_copy(msg) {
+        if source == Some(Source::Ticks) && strikeflow_kafka::is_reference_copy(msg) {
             self.reference_copies += 1;
             return Ok(());
         }
@@ -177,18 +175,11 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Whether a ticks message is a reference copy of a spot tick (primaries carry no headers,
-/// so for them this is one null check).
-fn is_reference_copy<M: Message>(msg: &M) -> bool {
-    msg.headers()
-        .is_some_and(|headers| headers.iter().any(|h| h.key == REFERENCE_COPY_HEADER))
-}
-
 #[cfg(test)]
 mod tests {
     use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
     use strikeflow_kafka::rdkafka::Timestamp;
-    use strikeflow_schemas::encode;
+    use strikeflow_schemas::{encode, REFERENCE_COPY_HEADER};
 
     use super::*;
 
