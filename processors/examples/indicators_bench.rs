@@ -5,15 +5,18 @@
 //! cargo run --release -p strikeflow-processors --example indicators_bench [BARS]
 //! ```
 //!
-//! Prints ns per bar for every registered indicator (default parameters, boxed as the
-//! factory returns them), for all of them together, and for the 5-minute rollup.
+//! Prints ns per bar for every registered indicator (default parameters, as the
+//! [`StreamingIndicator`] enum the factory returns), for all of them together, and for the
+//! 5-minute rollup.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use strikeflow_processors::indicators::{build, registry, Indicator, IndicatorError, Rollup};
+use strikeflow_processors::indicators::{
+    build, registry, Indicator, IndicatorError, Rollup, StreamingIndicator,
+};
 use strikeflow_schemas::Bar;
 
 fn bars(n: usize) -> Vec<Bar> {
@@ -43,7 +46,7 @@ fn bars(n: usize) -> Vec<Bar> {
         .collect()
 }
 
-fn time_per_bar(bars: &[Bar], indicators: &mut [Box<dyn Indicator + Send>]) -> f64 {
+fn time_per_bar(bars: &[Bar], indicators: &mut [StreamingIndicator]) -> f64 {
     let start = Instant::now();
     for bar in bars {
         for ind in indicators.iter_mut() {

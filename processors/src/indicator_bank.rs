@@ -1,14 +1,15 @@
 //! Indicators for every instrument on every timeframe, fed closed one-minute bars.
 //!
 //! One-minute bars go straight to the 1-minute indicators and through a [`Rollup`] to the
-//! 3/5/15-minute ones, so every timeframe sees bars built from the same ticks.
+//! 3/5/15-minute ones, so every timeframe sees bars built from the same ticks. The state
+//! (an [`IndicatorSeries`]) is plain data the processor snapshots and restores.
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::{Bar, IndicatorPoint};
 
-use crate::indicators::{build, spec, Indicator, IndicatorError, Rollup};
+use crate::indicators::{build, spec, Indicator, IndicatorError, Rollup, StreamingIndicator};
 
 /// One indicator to run, by registry name, with parameter overrides.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -52,23 +53,53 @@ impl IndicatorChoice {
 #[derive(Debug, Clone)]
 struct Prepared {
     name: String,
-    params: Vec<(String, f64)>,
     params_text: String,
     outputs: &'static [&'static str],
 }
 
 /// The indicators of one instrument on one timeframe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Frame {
     minutes: u32,
     rollup: Option<Rollup>,
-    indicators: Vec<Box<dyn Indicator + Send>>,
+    indicators: Vec<StreamingIndicator>,
+}
+
+/// The indicator state of every instrument seen (open rollup buckets and indicator
+/// windows/averages per timeframe): plain data, apart from the bank's configuration, so the
+/// processor can snapshot it and restore it after a crash ([`IndicatorBank::series`],
+/// [`IndicatorBank::restore_series`]).
+///
+/// It records the configuration it was built for (indicators, parameters, timeframes);
+/// [`IndicatorBank::restore_series`] ignores a snapshot taken under another configuration,
+/// whose state would not line up with the bank's indicators.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IndicatorSeries {
+    /// The configuration the state belongs to, e.g. `1,3|sma:period=3;obv:`.
+    layout: String,
+    /// Frames per instrument token, one per timeframe in the bank's order.
+    instruments: HashMap<i64, Vec<Frame>>,
+}
+
+impl IndicatorSeries {
+    /// Number of instruments with state, for logging and metrics around snapshots.
+    pub fn instruments(&self) -> usize {
+        self.instruments.len()
+    }
 }
 
 /// Indicator state for every instrument seen, created on its first bar.
+///
+/// Configuration (the validated choices and timeframes) lives here; the state lives in an
+/// [`IndicatorSeries`] that can be taken out and put back for snapshots.
+#[derive(Clone)]
 pub struct IndicatorBank {
     prepared: Vec<Prepared>,
     timeframes: Vec<u32>,
-    series: HashMap<i64, Vec<Frame>>,
+    /// The frames of an instrument before its first bar, cloned for each new instrument.
+    template: Vec<Frame>,
+    series: IndicatorSeries,
+    /// Scratch for the bars one input bar closes on a timeframe (reused, not state).
     rolled: Vec<Bar>,
 }
 
@@ -77,7 +108,7 @@ impl std::fmt::Debug for IndicatorBank {
         f.debug_struct("IndicatorBank")
             .field("indicators", &self.prepared.len())
             .field("timeframes", &self.timeframes)
-            .field("instruments", &self.series.len())
+            .field("instruments", &self.series.instruments.len())
             .finish()
     }
 }
@@ -86,10 +117,12 @@ impl IndicatorBank {
     /// Validates every choice against the registry and every timeframe, once, up front.
     pub fn new(choices: &[IndicatorChoice], timeframes: &[u32]) -> Result<Self, IndicatorError> {
         let mut prepared = Vec::with_capacity(choices.len());
+        let mut indicators = Vec::with_capacity(choices.len());
         for choice in choices {
             let params: Vec<(String, f64)> =
                 choice.params.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            build(&choice.name, &params)?; // reject bad names and parameters at start-up
+            // Rejects bad names and parameters at start-up.
+            indicators.push(build(&choice.name, &params)?);
             let outputs = spec(&choice.name).map_or(&[][..], |s| s.outputs);
             let params_text = params
                 .iter()
@@ -98,20 +131,32 @@ impl IndicatorBank {
                 .join(",");
             prepared.push(Prepared {
                 name: choice.name.clone(),
-                params,
                 params_text,
                 outputs,
             });
         }
+        let mut template = Vec::with_capacity(timeframes.len());
         for &minutes in timeframes {
-            if minutes != 1 {
-                Rollup::new(minutes)?;
-            }
+            let rollup = if minutes == 1 {
+                None
+            } else {
+                Some(Rollup::new(minutes)?)
+            };
+            template.push(Frame {
+                minutes,
+                rollup,
+                indicators: indicators.clone(),
+            });
         }
+        let layout = layout(&prepared, timeframes);
         Ok(Self {
             prepared,
             timeframes: timeframes.to_vec(),
-            series: HashMap::new(),
+            template,
+            series: IndicatorSeries {
+                layout,
+                instruments: HashMap::new(),
+            },
             rolled: Vec::new(),
         })
     }
@@ -122,30 +167,11 @@ impl IndicatorBank {
         bar: &Bar,
         out: &mut Vec<IndicatorPoint>,
     ) -> Result<(), IndicatorError> {
-        let frames = match self.series.entry(bar.instrument_token) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let mut frames = Vec::with_capacity(self.timeframes.len());
-                for &minutes in &self.timeframes {
-                    let rollup = if minutes == 1 {
-                        None
-                    } else {
-                        Some(Rollup::new(minutes)?)
-                    };
-                    let indicators = self
-                        .prepared
-                        .iter()
-                        .map(|p| build(&p.name, &p.params))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    frames.push(Frame {
-                        minutes,
-                        rollup,
-                        indicators,
-                    });
-                }
-                e.insert(frames)
-            }
-        };
+        let frames = self
+            .series
+            .instruments
+            .entry(bar.instrument_token)
+            .or_insert_with(|| self.template.clone());
         for frame in frames.iter_mut() {
             self.rolled.clear();
             match frame.rollup.as_mut() {
@@ -176,6 +202,47 @@ impl IndicatorBank {
         }
         Ok(())
     }
+
+    /// The indicator state of every instrument, for the processor's snapshot (serialise it,
+    /// e.g. with postcard, and hand it to [`IndicatorBank::restore_series`] after a restart).
+    pub fn series(&self) -> &IndicatorSeries {
+        &self.series
+    }
+
+    /// Replaces the indicator state with a snapshot taken by [`IndicatorBank::series`], so a
+    /// restarted processor continues exactly where the snapshot was taken: the following
+    /// bars produce bit-for-bit the values the original bank would have.
+    ///
+    /// A snapshot taken under a different configuration (other indicators, parameters or
+    /// timeframes) cannot be matched to this bank's indicators; it is ignored with a
+    /// warning and the bank starts from empty state (indicators warm up again), as after a
+    /// start without a snapshot.
+    pub fn restore_series(&mut self, series: IndicatorSeries) {
+        if series.layout == self.series.layout {
+            self.series = series;
+            return;
+        }
+        if !series.instruments.is_empty() {
+            tracing::warn!(
+                snapshot = %series.layout,
+                configured = %self.series.layout,
+                instruments = series.instruments.len(),
+                "indicator snapshot was taken under another configuration; starting empty"
+            );
+        }
+        self.series.instruments.clear();
+    }
+}
+
+/// A text key of the configuration (timeframes, then each indicator with its parameters),
+/// so a snapshot can tell whether its state fits a bank.
+fn layout(prepared: &[Prepared], timeframes: &[u32]) -> String {
+    let timeframes: Vec<String> = timeframes.iter().map(u32::to_string).collect();
+    let indicators: Vec<String> = prepared
+        .iter()
+        .map(|p| format!("{}:{}", p.name.to_ascii_lowercase(), p.params_text))
+        .collect();
+    format!("{}|{}", timeframes.join(","), indicators.join(";"))
 }
 
 #[cfg(test)]
@@ -234,5 +301,172 @@ mod tests {
         );
         assert!(IndicatorBank::new(&IndicatorChoice::defaults(), &[0]).is_err());
         assert!(IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15]).is_ok());
+    }
+
+    /// A point with its outputs as bit patterns, so comparisons are exact.
+    type Exact = (i64, i32, i64, String, String, Vec<(String, u64)>);
+
+    fn exact(points: &[IndicatorPoint]) -> Vec<Exact> {
+        points
+            .iter()
+            .map(|p| {
+                (
+                    p.instrument_token,
+                    p.timeframe_minutes,
+                    p.window_start,
+                    p.indicator.clone(),
+                    p.params.clone(),
+                    p.outputs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_bits()))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Two sessions (a full day and 125 minutes of the next) of one-minute bars, interleaved
+    /// by minute as the processor sees them: the spot index (no volume), its future and an
+    /// illiquid option that skips minutes, on the 0.05 tick grid.
+    fn market() -> Vec<Bar> {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        const DAY_MICROS: i64 = 86_400_000_000;
+        // 09:15 IST on 2026-12-01.
+        let open = 1_796_096_700_000_000;
+        let tick = |p: f64| (p / 0.05).round() * 0.05;
+        let mut rng = SmallRng::seed_from_u64(42);
+        let mut spot = 24_000.0;
+        let mut option = 150.0;
+        let mut out = Vec::new();
+        for i in 0..500_i64 {
+            let start = open + (i / 375) * DAY_MICROS + (i % 375) * BAR_MICROS;
+            let mut push = |token: i64, prev: f64, close: f64, spread: f64, volume: i64| {
+                out.push(Bar {
+                    instrument_token: token,
+                    window_start: start,
+                    window_end: start + BAR_MICROS,
+                    open: prev,
+                    high: tick(prev.max(close) + spread),
+                    low: tick(prev.min(close) - spread),
+                    close,
+                    volume,
+                    oi: 1_000_000 + 10 * i,
+                    tick_count: 60,
+                });
+            };
+            let prev = spot;
+            spot = tick(spot + rng.random_range(-12.0..12.0));
+            push(256_265, prev, spot, rng.random_range(0.0..6.0), 0);
+            let basis = 110.0;
+            push(
+                13_000_001,
+                prev + basis,
+                spot + basis,
+                rng.random_range(0.0..8.0),
+                rng.random_range(1_000..40_000),
+            );
+            // An at-the-money call: delta 0.5 to the spot move, plus noise.
+            let prev_option = option;
+            let noise = rng.random_range(-1.5..1.5);
+            option = tick((option + 0.5 * (spot - prev) + noise).max(0.05));
+            if rng.random_range(0.0..1.0) < 0.85 {
+                push(
+                    13_100_002,
+                    prev_option,
+                    option,
+                    rng.random_range(0.0..0.8),
+                    rng.random_range(0..5_000) * 75,
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn restored_series_continues_bit_for_bit() {
+        let bars = market();
+        let choices = IndicatorChoice::defaults();
+        let timeframes = [1, 3, 5, 15];
+        // Minute 307 of the first session: 3/5/15-minute buckets are all half full.
+        let cut = bars
+            .iter()
+            .position(|b| b.window_start >= bars[0].window_start + 307 * BAR_MICROS)
+            .unwrap();
+
+        let mut a = IndicatorBank::new(&choices, &timeframes).unwrap();
+        let mut out_a = Vec::new();
+        for bar in &bars[..cut] {
+            a.on_bar(bar, &mut out_a).unwrap();
+        }
+        let snapshot = postcard::to_stdvec(a.series()).unwrap();
+        assert_eq!(a.series().instruments(), 3);
+
+        let mut b = IndicatorBank::new(&choices, &timeframes).unwrap();
+        b.restore_series(postcard::from_bytes(&snapshot).unwrap());
+        assert_eq!(b.series().instruments(), 3);
+        let mut cloned = a.clone();
+        let mut fresh = IndicatorBank::new(&choices, &timeframes).unwrap();
+
+        let (mut after_a, mut after_b, mut after_clone, mut after_fresh) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for bar in &bars[cut..] {
+            a.on_bar(bar, &mut after_a).unwrap();
+            b.on_bar(bar, &mut after_b).unwrap();
+            cloned.on_bar(bar, &mut after_clone).unwrap();
+            fresh.on_bar(bar, &mut after_fresh).unwrap();
+        }
+        // Every indicator on the one-minute bars and every timeframe reported something
+        // after the cut, so the comparison covers all of them.
+        for choice in &choices {
+            assert!(
+                after_a
+                    .iter()
+                    .any(|p| p.timeframe_minutes == 1 && p.indicator == choice.name),
+                "{} silent after the cut",
+                choice.name
+            );
+        }
+        for tf in timeframes {
+            assert!(after_a.iter().any(|p| p.timeframe_minutes == tf as i32));
+        }
+        let want = exact(&after_a);
+        assert_eq!(exact(&after_b), want, "restored bank diverged");
+        assert_eq!(exact(&after_clone), want, "cloned bank diverged");
+        // Without the snapshot the output differs: the comparison above can fail.
+        assert_ne!(exact(&after_fresh), want);
+    }
+
+    #[test]
+    fn snapshot_of_another_configuration_is_ignored() {
+        let bars = market();
+        let mut a = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15]).unwrap();
+        let mut out = Vec::new();
+        for bar in &bars[..300] {
+            a.on_bar(bar, &mut out).unwrap();
+        }
+        let snapshot = postcard::to_stdvec(a.series()).unwrap();
+
+        let other_timeframes = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 5]).unwrap();
+        let sma = [IndicatorChoice::new("sma", &[("period", 3.0)])];
+        let other_choices = IndicatorBank::new(&sma, &[1, 3, 5, 15]).unwrap();
+        let mut ema10 = IndicatorChoice::defaults();
+        ema10[0].params.insert("period".into(), 10.0);
+        let other_params = IndicatorBank::new(&ema10, &[1, 3, 5, 15]).unwrap();
+        for mut bank in [other_timeframes, other_choices, other_params] {
+            let mut fresh = bank.clone();
+            bank.restore_series(postcard::from_bytes(&snapshot).unwrap());
+            assert_eq!(bank.series().instruments(), 0, "{bank:?}");
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for bar in &bars[300..] {
+                bank.on_bar(bar, &mut got).unwrap();
+                fresh.on_bar(bar, &mut want).unwrap();
+            }
+            assert_eq!(exact(&got), exact(&want));
+        }
+        // The same configuration is restored.
+        let mut same = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15]).unwrap();
+        same.restore_series(postcard::from_bytes(&snapshot).unwrap());
+        assert_eq!(same.series().instruments(), 3);
     }
 }

@@ -17,7 +17,7 @@ use std::process::Command;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use strikeflow_processors::indicators::{build, registry};
+use strikeflow_processors::indicators::{build, registry, Indicator};
 use strikeflow_schemas::Bar;
 
 /// Largest accepted |streaming − TA-Lib| / max(|streaming|, |TA-Lib|).

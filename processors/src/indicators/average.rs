@@ -1,5 +1,6 @@
 //! Moving averages of the close: SMA, EMA and WMA, TA-Lib compatible.
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::Bar;
 
 use super::registry::{check_period, IndicatorError};
@@ -11,7 +12,7 @@ use super::{Indicator, IndicatorValue};
 ///
 /// A running sum updated in TA-Lib's order (add the new value, divide, subtract the value
 /// that leaves next), so each bar costs O(1). First value with bar `period`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sma {
     period: usize,
     ring: Ring,
@@ -56,6 +57,7 @@ impl Sma {
 }
 
 impl Indicator for Sma {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_value(bar.close).map(IndicatorValue::Scalar)
     }
@@ -74,7 +76,7 @@ impl Indicator for Sma {
 ///
 /// `k = 2 / (period + 1)`; seeded like TA-Lib with the simple mean of the first `period`
 /// values (first value with bar `period`), then `ema += (x − ema)·k`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ema {
     period: usize,
     k: f64,
@@ -133,6 +135,7 @@ impl Ema {
 }
 
 impl Indicator for Ema {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_value(bar.close).map(IndicatorValue::Scalar)
     }
@@ -153,7 +156,7 @@ impl Indicator for Ema {
 /// subtracted from it each bar (every weight drops by one), plus a ring for the value that
 /// leaves the window. Every `period` bars both sums are rebuilt exactly from the window
 /// (amortised O(1)), which keeps rounding drift bounded on endless streams.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Wma {
     period: usize,
     divider: f64,
@@ -239,6 +242,7 @@ impl Wma {
 }
 
 impl Indicator for Wma {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_value(bar.close).map(IndicatorValue::Scalar)
     }

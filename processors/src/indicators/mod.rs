@@ -20,14 +20,20 @@
 //!
 //! **Run-time discovery.** [`registry`] lists every indicator (name, description,
 //! parameters with default/min/max, output names) as serialisable data for a UI, and
-//! [`build`] constructs one from a name and parameters, rejecting bad input with
-//! [`IndicatorError`].
+//! [`build`] constructs one from a name and parameters as a [`StreamingIndicator`],
+//! rejecting bad input with [`IndicatorError`].
+//!
+//! **State is plain data.** Every indicator, [`StreamingIndicator`] and [`Rollup`] derive
+//! `Serialize`/`Deserialize` (and `Clone`), so the processor can snapshot its indicator
+//! state and continue after a restart exactly where it stopped: a restored indicator
+//! produces bit-for-bit the values the original would have.
 
 mod average;
 mod momentum;
 mod registry;
 mod rollup;
 mod session;
+mod streaming;
 mod trend;
 mod volatility;
 mod volume;
@@ -36,7 +42,7 @@ mod window;
 #[cfg(test)]
 mod tests;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::Bar;
 
 pub use average::{Ema, Sma, Wma};
@@ -44,6 +50,7 @@ pub use momentum::{Macd, Rsi, Stochastic};
 pub use registry::{build, registry, spec, IndicatorError, IndicatorSpec, ParamKind, ParamSpec};
 pub use rollup::{bucket_bounds, Closed, Rollup, MAX_ROLLUP_MINUTES};
 pub use session::{ist_day, IST_OFFSET_MICROS, SESSION_CLOSE_MINUTE, SESSION_OPEN_MINUTE};
+pub use streaming::StreamingIndicator;
 pub use trend::Adx;
 pub use volatility::{true_range, Atr, Bollinger, Supertrend};
 pub use volume::{Obv, SessionVwap};
@@ -52,8 +59,9 @@ pub use volume::{Obv, SessionVwap};
 /// relative to the operands where TA-Lib scales it) count as zero in its guards.
 pub(crate) const TALIB_EPSILON: f64 = 1e-14;
 
-/// A streaming indicator over bars: the one interface the pipeline and the UI factory
-/// ([`build`]) use, so indicators can be chosen at run time and boxed side by side.
+/// A streaming indicator over bars: the one interface every indicator implements, so code
+/// can drive any of them alike. [`StreamingIndicator`] implements it too, by delegating to
+/// the indicator it holds; that is what [`build`] returns for indicators chosen at run time.
 pub trait Indicator {
     /// Feeds the next closed bar of the series (in time order) and returns the value as of
     /// that bar, or `None` while the indicator is still warming up (or, for VWAP, while the
@@ -70,7 +78,7 @@ pub trait Indicator {
 }
 
 /// Direction of a [`Supertrend`]: which band the trend line is following.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trend {
     /// Up-trend: the line is the final lower band (support) under the price.

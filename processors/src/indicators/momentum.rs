@@ -1,5 +1,6 @@
 //! Momentum oscillators: RSI, MACD and the slow Stochastic, TA-Lib compatible.
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::Bar;
 
 use super::average::{Ema, Sma};
@@ -15,7 +16,7 @@ use super::{Indicator, IndicatorValue, TALIB_EPSILON};
 /// `avg = (avg·(period − 1) + change) / period`. `RSI = 100·gain / (gain + loss)`, and 0
 /// when the price has not moved at all (gain = loss = 0), as in TA-Lib. Unlike the `ta` /
 /// `yata` crates this is not EMA-smoothed and not 0–1 scaled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rsi {
     period: usize,
     prev: Option<f64>,
@@ -83,6 +84,7 @@ impl Rsi {
 }
 
 impl Indicator for Rsi {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_value(bar.close).map(IndicatorValue::Scalar)
     }
@@ -105,7 +107,7 @@ impl Indicator for Rsi {
 /// (closes before that window are ignored by the fast EMA). The signal EMA is seeded with the
 /// mean of the first `signal` MACD values, and all three lines appear together with bar
 /// `slow + signal − 1` (34 for 12/26/9).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Macd {
     slow_period: usize,
     signal_period: usize,
@@ -173,6 +175,7 @@ impl Macd {
 }
 
 impl Indicator for Macd {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_value(bar.close)
             .map(|(macd, signal, hist)| IndicatorValue::Macd { macd, signal, hist })
@@ -195,7 +198,7 @@ impl Indicator for Macd {
 /// slow %K = SMA(`slowk`) of fast %K; %D = SMA(`slowd`) of slow %K. The rolling high and
 /// low use monotonic queues (amortised O(1)). First value with bar
 /// `fastk + slowk + slowd − 2` (9 for 5/3/3).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stochastic {
     fastk_period: usize,
     highs: RollingExtreme,
@@ -254,6 +257,7 @@ impl Stochastic {
 }
 
 impl Indicator for Stochastic {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_hlc(bar.high, bar.low, bar.close)
             .map(|(k, d)| IndicatorValue::Stoch { k, d })

@@ -8,7 +8,7 @@ use super::momentum::{Macd, Rsi, Stochastic};
 use super::trend::Adx;
 use super::volatility::{Atr, Bollinger, Supertrend};
 use super::volume::{Obv, SessionVwap};
-use super::Indicator;
+use super::StreamingIndicator;
 
 /// Longest window any indicator accepts (TA-Lib's limit); windows are allocated up front.
 pub(crate) const MAX_PERIOD: usize = 100_000;
@@ -314,29 +314,28 @@ pub fn spec(name: &str) -> Option<&'static IndicatorSpec> {
 /// Builds the indicator `name` (case-insensitive) from `(parameter, value)` pairs; missing
 /// parameters take their defaults. Unknown names, unknown or repeated parameters, values
 /// out of range, fractional periods and inconsistent combinations are rejected.
-pub fn build(
-    name: &str,
-    params: &[(String, f64)],
-) -> Result<Box<dyn Indicator + Send>, IndicatorError> {
+///
+/// Returns a [`StreamingIndicator`] (an enum, not a box) so callers can keep many side by
+/// side without an allocation each, and serialise their state.
+pub fn build(name: &str, params: &[(String, f64)]) -> Result<StreamingIndicator, IndicatorError> {
     let spec = spec(name).ok_or_else(|| IndicatorError::UnknownIndicator(name.to_owned()))?;
     let values = resolve(spec, params)?;
     let int = |i: usize| values[i] as usize;
-    let boxed: Box<dyn Indicator + Send> = match spec.name {
-        "sma" => Box::new(Sma::new(int(0))?),
-        "ema" => Box::new(Ema::new(int(0))?),
-        "wma" => Box::new(Wma::new(int(0))?),
-        "rsi" => Box::new(Rsi::new(int(0))?),
-        "macd" => Box::new(Macd::new(int(0), int(1), int(2))?),
-        "bbands" => Box::new(Bollinger::new(int(0), values[1], values[2])?),
-        "atr" => Box::new(Atr::new(int(0))?),
-        "supertrend" => Box::new(Supertrend::new(int(0), values[1])?),
-        "vwap" => Box::new(SessionVwap::new()),
-        "adx" => Box::new(Adx::new(int(0))?),
-        "stoch" => Box::new(Stochastic::new(int(0), int(1), int(2))?),
-        "obv" => Box::new(Obv::new()),
+    Ok(match spec.name {
+        "sma" => Sma::new(int(0))?.into(),
+        "ema" => Ema::new(int(0))?.into(),
+        "wma" => Wma::new(int(0))?.into(),
+        "rsi" => Rsi::new(int(0))?.into(),
+        "macd" => Macd::new(int(0), int(1), int(2))?.into(),
+        "bbands" => Bollinger::new(int(0), values[1], values[2])?.into(),
+        "atr" => Atr::new(int(0))?.into(),
+        "supertrend" => Supertrend::new(int(0), values[1])?.into(),
+        "vwap" => SessionVwap::new().into(),
+        "adx" => Adx::new(int(0))?.into(),
+        "stoch" => Stochastic::new(int(0), int(1), int(2))?.into(),
+        "obv" => Obv::new().into(),
         _ => return Err(IndicatorError::UnknownIndicator(name.to_owned())),
-    };
-    Ok(boxed)
+    })
 }
 
 /// The parameter values in spec order: defaults overridden by `params`, all validated.

@@ -3,6 +3,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::Bar;
 
 use super::registry::IndicatorError;
@@ -71,7 +72,7 @@ impl Iterator for Closed {
 }
 
 /// A bucket still collecting one-minute bars.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpenBucket {
     bar: Bar,
     /// `window_start` of the newest one-minute bar folded in.
@@ -88,8 +89,9 @@ struct OpenBucket {
 /// open of the first bar, max high, min low, close and OI of the last bar, volume and
 /// tick count summed. Input must be in time order per instrument: a bar older than the
 /// open bucket, or not newer than the last bar folded in, is ignored and counted
-/// ([`Rollup::ignored_bars`]).
-#[derive(Debug, Clone)]
+/// ([`Rollup::ignored_bars`]). Plain data (serialisable), so a processor snapshot carries
+/// its open buckets across a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rollup {
     minutes: u32,
     open: HashMap<i64, OpenBucket>,

@@ -634,9 +634,9 @@ fn reset_replays_identically() {
     let bars = &series()[1];
     for spec in registry() {
         let mut ind = build(spec.name, &[]).unwrap();
-        let first = stream(ind.as_mut(), bars);
+        let first = stream(&mut ind, bars);
         ind.reset();
-        let second = stream(ind.as_mut(), bars);
+        let second = stream(&mut ind, bars);
         assert_eq!(first, second, "{} after reset", spec.name);
     }
 }
@@ -671,7 +671,7 @@ fn warm_up_lengths_follow_talib() {
     assert_eq!(bars[0].volume, 0);
     for (name, params, want) in cases {
         let mut ind = build(name, &params).unwrap();
-        assert_eq!(first_value(ind.as_mut(), bars), Some(want), "{name}");
+        assert_eq!(first_value(&mut ind, bars), Some(want), "{name}");
         if name != "vwap" {
             assert_eq!(ind.lookback(), want, "{name} lookback");
         }
@@ -954,4 +954,87 @@ fn build_applies_params_and_rejects_bad_input() {
         err.to_string(),
         "parameter period of rsi must lie in [2, 100000], got 0"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// snapshots
+
+/// Outputs as bit patterns, so comparisons are exact (no tolerance, -0.0 ≠ 0.0).
+fn bits(v: Option<IndicatorValue>) -> Option<Vec<u64>> {
+    v.map(|v| v.outputs().iter().map(|x| x.to_bits()).collect())
+}
+
+#[test]
+fn restored_indicators_continue_bit_for_bit() {
+    let bars = &series()[0];
+    // Before the first bar, mid warm-up, just warmed up, inside the flat stretch, later.
+    for cut in [0, 5, 40, 215, 700] {
+        for spec in registry() {
+            let mut original = build(spec.name, &[]).unwrap();
+            for b in &bars[..cut] {
+                original.update(b);
+            }
+            let bytes = postcard::to_stdvec(&original).unwrap();
+            let mut restored: StreamingIndicator = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(restored.lookback(), original.lookback(), "{}", spec.name);
+            let mut fresh = build(spec.name, &[]).unwrap();
+            let mut differs_from_fresh = false;
+            for (i, b) in bars[cut..].iter().enumerate() {
+                let want = bits(original.update(b));
+                assert_eq!(
+                    bits(restored.update(b)),
+                    want,
+                    "{} cut at {cut}, bar {}",
+                    spec.name,
+                    cut + i
+                );
+                differs_from_fresh |= bits(fresh.update(b)) != want;
+            }
+            // The state carried something: a fresh indicator does not reproduce it (OBV and
+            // VWAP carry running totals, the rest their windows and averages).
+            assert!(
+                cut == 0 || differs_from_fresh,
+                "{} cut at {cut}: snapshot test cannot fail",
+                spec.name
+            );
+        }
+    }
+}
+
+#[test]
+fn restored_rollup_keeps_its_open_buckets() {
+    let minutes = random_bars(375, 9, 24_000.0, 10.0);
+    for cut in [1, 7, 13, 200] {
+        let mut original = Rollup::new(15).unwrap();
+        for b in &minutes[..cut] {
+            original.update(b).for_each(drop);
+        }
+        let bytes = postcard::to_stdvec(&original).unwrap();
+        let mut restored: Rollup = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(restored.open_buckets(), original.open_buckets());
+        for b in &minutes[cut..] {
+            let want: Vec<Bar> = original.update(b).collect();
+            let got: Vec<Bar> = restored.update(b).collect();
+            assert_eq!(got, want, "cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn damaged_window_state_is_rejected_not_trusted() {
+    // An SMA(3) after two values: period 3, ring [1, 2, 0] with next = 2 and len = 2.
+    let mut sma = Sma::new(3).unwrap();
+    sma.next_value(1.0);
+    sma.next_value(2.0);
+    let good = postcard::to_stdvec(&StreamingIndicator::from(sma)).unwrap();
+    assert!(postcard::from_bytes::<StreamingIndicator>(&good).is_ok());
+    // Layout: variant, period, buf len, 3 × f64, next, len, sum. Point `next` past the end.
+    let next_at = 1 + 1 + 1 + 3 * 8;
+    assert_eq!(good[next_at], 2);
+    let mut bad = good.clone();
+    bad[next_at] = 3;
+    assert!(postcard::from_bytes::<StreamingIndicator>(&bad).is_err());
+    let mut bad = good;
+    bad[next_at + 1] = 4; // len > capacity
+    assert!(postcard::from_bytes::<StreamingIndicator>(&bad).is_err());
 }

@@ -1,5 +1,6 @@
 //! Trend strength: Wilder's ADX with +DI/−DI, TA-Lib compatible.
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::Bar;
 
 use super::registry::{check_period, IndicatorError};
@@ -16,7 +17,7 @@ use super::{Indicator, IndicatorValue, TALIB_EPSILON};
 /// first `period` DX values and then `adx = (adx·(period − 1) + dx)/period`. A bar whose
 /// smoothed TR or DI sum is zero leaves the ADX unchanged, as in TA-Lib. First value with
 /// bar `2·period` (28 for 14); +DI/−DI are reported from then on too.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Adx {
     period: usize,
     /// Bars seen, counted until the ADX is seeded.
@@ -127,6 +128,7 @@ impl Adx {
 }
 
 impl Indicator for Adx {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_hlc(bar.high, bar.low, bar.close)
             .map(|(adx, plus_di, minus_di)| IndicatorValue::Adx {

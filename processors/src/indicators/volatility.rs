@@ -1,5 +1,6 @@
 //! Volatility indicators: Bollinger bands, ATR and the ATR-based Supertrend.
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::Bar;
 
 use super::registry::{check_period, check_real, IndicatorError};
@@ -33,7 +34,7 @@ pub fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
 /// drift bounded on endless streams, the two sums are recomputed exactly from the window
 /// every `period` bars (2·`period` flops, so still amortised O(1) per bar), and a window
 /// whose high and low close coincide (rolling max/min queues) gets σ = 0 exactly.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bollinger {
     period: usize,
     nbdev_up: f64,
@@ -136,6 +137,7 @@ impl Bollinger {
 }
 
 impl Indicator for Bollinger {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_value(bar.close)
             .map(|(upper, middle, lower)| IndicatorValue::Bands {
@@ -160,7 +162,7 @@ impl Indicator for Bollinger {
 /// As in TA-Lib the first bar has no true range (no previous close), the first ATR is the
 /// simple mean of the true ranges of bars 2..=`period + 1` (so it arrives with bar
 /// `period + 1`), then `atr = (atr·(period − 1) + tr) / period`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Atr {
     period: usize,
     prev_close: Option<f64>,
@@ -215,6 +217,7 @@ impl Atr {
 }
 
 impl Indicator for Atr {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_hlc(bar.high, bar.low, bar.close)
             .map(IndicatorValue::Scalar)
@@ -230,7 +233,7 @@ impl Indicator for Atr {
 }
 
 /// The final bands and trend carried from one bar to the next.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct SupertrendState {
     upper: f64,
     lower: f64,
@@ -255,7 +258,7 @@ struct SupertrendState {
 /// - value: final lower band in an up-trend, final upper band in a down-trend.
 ///
 /// First value with the first ATR, i.e. bar `period + 1`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Supertrend {
     atr: Atr,
     multiplier: f64,
@@ -328,6 +331,7 @@ impl Supertrend {
 }
 
 impl Indicator for Supertrend {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_hlc(bar.high, bar.low, bar.close)
             .map(|(value, direction)| IndicatorValue::Supertrend { value, direction })

@@ -1,5 +1,6 @@
 //! Volume-based indicators: on-balance volume and session VWAP.
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::Bar;
 
 use super::session::ist_day;
@@ -11,7 +12,7 @@ use super::{Indicator, IndicatorValue};
 /// As in TA-Lib the first bar's OBV is its own volume; afterwards the bar's volume is added
 /// when the close rose, subtracted when it fell, and ignored when it is unchanged. Values
 /// start with the first bar. Index bars have no volume, so use it on futures/options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Obv {
     prev_close: Option<f64>,
     obv: f64,
@@ -36,6 +37,7 @@ impl Obv {
 }
 
 impl Indicator for Obv {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         Some(IndicatorValue::Scalar(
             self.next_cv(bar.close, bar.volume as f64),
@@ -58,7 +60,7 @@ impl Indicator for Obv {
 /// reset on the first bar of a new day. VWAP is undefined while the session has no volume
 /// (always the case for the spot index, whose bars carry volume 0), so `update` returns
 /// `None` then; feed it futures bars. Bars with non-positive volume add nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SessionVwap {
     session: Option<i64>,
     price_volume: f64,
@@ -89,6 +91,7 @@ impl SessionVwap {
 }
 
 impl Indicator for SessionVwap {
+    #[inline]
     fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
         self.next_bar(bar).map(IndicatorValue::Scalar)
     }

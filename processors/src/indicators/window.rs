@@ -2,14 +2,47 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
+use super::registry::MAX_PERIOD;
+
 /// The last `capacity` values in arrival order, stored once up front: windowed sums drop
 /// the value leaving the window in O(1) without allocating per bar.
-#[derive(Debug, Clone)]
+///
+/// Serialisable as part of a processor snapshot; deserialising checks the invariants the
+/// indexing relies on (non-empty storage, cursor and length in range), so a damaged
+/// snapshot is rejected instead of panicking later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RingData")]
 pub(crate) struct Ring {
     buf: Vec<f64>,
     /// Slot the next value is written to (also the oldest slot once full).
     next: usize,
     len: usize,
+}
+
+/// [`Ring`] as it arrives from a snapshot, before its invariants are checked.
+#[derive(Deserialize)]
+struct RingData {
+    buf: Vec<f64>,
+    next: usize,
+    len: usize,
+}
+
+impl TryFrom<RingData> for Ring {
+    type Error = &'static str;
+
+    fn try_from(d: RingData) -> Result<Self, Self::Error> {
+        let cap = d.buf.len();
+        if cap == 0 || cap > MAX_PERIOD || d.next >= cap || d.len > cap {
+            return Err("inconsistent ring buffer");
+        }
+        Ok(Self {
+            buf: d.buf,
+            next: d.next,
+            len: d.len,
+        })
+    }
 }
 
 impl Ring {
@@ -73,13 +106,45 @@ impl Ring {
 
 /// Rolling maximum (or minimum) over the last `window` values with a monotonic deque:
 /// amortised O(1) per value, unlike re-scanning the window when the extreme expires.
-#[derive(Debug, Clone)]
+///
+/// Serialisable as part of a processor snapshot; deserialising checks the window and
+/// reserves the queue's full capacity again, so a restored queue never grows per bar.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RollingExtremeData")]
 pub(crate) struct RollingExtreme {
     /// (sequence number, value), values strictly decreasing (max) / increasing (min).
     deque: VecDeque<(u64, f64)>,
     window: u64,
     seq: u64,
     max: bool,
+}
+
+/// [`RollingExtreme`] as it arrives from a snapshot, before its invariants are checked.
+#[derive(Deserialize)]
+struct RollingExtremeData {
+    deque: VecDeque<(u64, f64)>,
+    window: u64,
+    seq: u64,
+    max: bool,
+}
+
+impl TryFrom<RollingExtremeData> for RollingExtreme {
+    type Error = &'static str;
+
+    fn try_from(d: RollingExtremeData) -> Result<Self, Self::Error> {
+        let window = usize::try_from(d.window).unwrap_or(usize::MAX);
+        if window == 0 || window > MAX_PERIOD || d.deque.len() > window {
+            return Err("inconsistent rolling extreme");
+        }
+        let mut deque = d.deque;
+        deque.reserve_exact((window + 1).saturating_sub(deque.len()));
+        Ok(Self {
+            deque,
+            window: d.window,
+            seq: d.seq,
+            max: d.max,
+        })
+    }
 }
 
 impl RollingExtreme {
