@@ -3,14 +3,15 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{count, eventually, read_topic, Sandbox};
+use common::{count, eventually, read_all, read_topic, Sandbox};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use strikeflow_ingest::{MarketSimulator, SimulatorConfig};
 use strikeflow_push::PushServer;
-use strikeflow_schemas::{ChainAnalytics, IndicatorPoint, StrikeAnalytics};
+use strikeflow_schemas::{decode, ChainAnalytics, IndicatorPoint, StrikeAnalytics, Tick};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +31,6 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     config.simulate.market = SimulatorConfig::single_chain();
     config.simulate.market.tick_interval_ms = 100;
     config.processor.allowed_lateness_ms = LATENESS_MS;
-    config.processor.idle_timeout_ms = 1_000;
     config.processor.group_id = format!("{}-processors", sandbox.name);
     config.push.listen = "127.0.0.1:0".parse().unwrap();
     let config = sandbox.config.clone();
@@ -117,17 +117,37 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
         report.instruments as i64
     );
 
-    // Once every partition went idle the watermark is the newest tick minus the lateness:
-    // every minute that ended by then must be a bar, computed here from the stored ticks.
-    let expected_bars = count(
-        &db,
-        &format!(
-            "WITH wm AS (SELECT max(ts) - interval '{LATENESS_MS} milliseconds' AS wm FROM ticks) \
-             SELECT count(*) FROM (SELECT DISTINCT instrument_token, date_trunc('minute', ts) AS m FROM ticks) b, wm \
-             WHERE b.m + interval '1 minute' <= wm.wm"
-        ),
-    )
-    .await;
+    // Each ticks partition has its own watermark: its newest record (the reference copies of
+    // the spot included) minus the lateness. Every minute that ended by its partition's
+    // watermark must be a bar; computed here from the ticks topic itself.
+    let topics = config.topics();
+    let records = read_all(&config.kafka.brokers, &topics.ticks());
+    let decoded: Vec<(i32, bool, Tick)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.partition,
+                r.reference_copy,
+                decode::<Tick>(&r.payload).expect("a tick"),
+            )
+        })
+        .collect();
+    let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+    for (partition, _, tick) in &decoded {
+        let n = newest.entry(*partition).or_insert(i64::MIN);
+        *n = (*n).max(tick.exchange_ts);
+    }
+    let minute = 60_000_000;
+    let closed: BTreeSet<(i64, i64)> = decoded
+        .iter()
+        .filter(|(_, reference, _)| !reference)
+        .filter_map(|(partition, _, tick)| {
+            let start = tick.exchange_ts - tick.exchange_ts.rem_euclid(minute);
+            let watermark = newest[partition] - LATENESS_MS as i64 * 1_000;
+            (start + minute <= watermark).then_some((tick.instrument_token, start))
+        })
+        .collect();
+    let expected_bars = closed.len() as i64;
     assert!(
         expected_bars >= 12 * 8,
         "the session spans several minutes for each instrument, got {expected_bars}"
@@ -158,7 +178,6 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     assert_eq!(mismatched, 0, "bars must match their ticks");
 
     // Chain analytics and indicators reached their topics, decodable and sane.
-    let topics = config.topics();
     let chains: Vec<ChainAnalytics> = read_topic(&config.kafka.brokers, &topics.chains(), 20).await;
     let strikes: Vec<f64> = MarketSimulator::new(&config.simulate.market)
         .unwrap()

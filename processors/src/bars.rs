@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::{Bar, Tick};
 
 /// Bar length: one minute, in microseconds (the unit of `Tick::exchange_ts`).
@@ -13,7 +14,7 @@ pub fn window_start(ts: i64) -> i64 {
 }
 
 /// A bar still collecting ticks, with the event times that decide its open and close.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpenBar {
     bar: Bar,
     first_ts: i64,
@@ -21,7 +22,7 @@ struct OpenBar {
 }
 
 /// Open bars keyed by (window end, token) so closing on a watermark pops from the front.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct BarAggregator {
     open: BTreeMap<(i64, i64), OpenBar>,
     /// Highest cumulative day volume seen per instrument: a tick's traded quantity is the

@@ -1,20 +1,27 @@
 //! The processor's sans-I/O core: ticks in; bars, chain analytics, moneyness, indicators
 //! and late ticks out.
 //!
-//! No Kafka and no clock here: the runner feeds it the instrument master and decoded ticks
-//! with their partition, and tells it when a partition went idle; everything it returns is
-//! what must be published. All emission is driven by the event-time watermark, so the same
-//! input always gives the same output.
+//! No Kafka and no clock here. One [`TickProcessor`] serves one ticks partition: the runner
+//! feeds it the instrument master and that partition's records in offset order, and
+//! everything it returns is what must be published. All emission is driven by the
+//! partition's own event-time watermark, so the same partition log always gives the same
+//! outputs, and a core restored from a [snapshot](TickProcessor::snapshot) continues exactly
+//! as the original would have.
 
+use serde::{Deserialize, Serialize};
 use strikeflow_schemas::{
     Bar, ChainAnalytics, IndicatorPoint, Instrument, MoneynessPoint, StrikeAnalytics, Tick,
 };
 
 use crate::bars::{window_start, BarAggregator, BAR_MICROS};
 use crate::chain::{ChainAnalyticsEngine, ChainSettings, EngineOutput, RegisterError};
-use crate::indicator_bank::IndicatorBank;
+use crate::indicator_bank::{IndicatorBank, IndicatorSeries};
 use crate::indicators::IndicatorError;
-use crate::watermark::Watermarks;
+use crate::watermark::PartitionWatermark;
+
+/// Version of the snapshot layout; bumped whenever a state type changes shape, so an old
+/// snapshot is refused with a clear error instead of being misread.
+const SNAPSHOT_FORMAT: u32 = 1;
 
 /// Settings of the event-time core.
 #[derive(Debug, Clone)]
@@ -52,16 +59,69 @@ pub enum Output {
     Indicator(IndicatorPoint),
 }
 
-/// Event-time processing state of one processor instance.
-#[derive(Debug)]
+/// Why a snapshot could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Serialising the state failed (a bug: every state type is plain data).
+    #[error("encoding processor state: {0}")]
+    Encode(postcard::Error),
+    /// The bytes are not a snapshot of this layout.
+    #[error("decoding processor state: {0}")]
+    Decode(postcard::Error),
+    /// The snapshot was written by a processor with another state layout.
+    #[error("processor state has format {found}, this build reads format {expected}")]
+    Format {
+        /// Format in the snapshot.
+        found: u32,
+        /// Format this build writes.
+        expected: u32,
+    },
+    /// The snapshot was taken under other settings (lateness, conventions, indicators);
+    /// continuing from it would mix two configurations in one series.
+    #[error("processor state was taken with other settings ({found}); this run uses {expected}")]
+    Settings {
+        /// Settings fingerprint in the snapshot.
+        found: String,
+        /// Settings fingerprint of this run.
+        expected: String,
+    },
+}
+
+/// Event-time processing state of one ticks partition.
+#[derive(Debug, Clone)]
 pub struct TickProcessor {
-    watermarks: Watermarks,
+    watermark: PartitionWatermark,
     bars: BarAggregator,
     chains: ChainAnalyticsEngine,
     indicators: IndicatorBank,
+    late_ticks: u64,
     closed: Vec<Bar>,
     analytics: Vec<EngineOutput>,
     indicator_points: Vec<IndicatorPoint>,
+}
+
+/// The serialised part of a [`TickProcessor`], borrowed for writing.
+#[derive(Serialize)]
+struct StateRef<'a> {
+    format: u32,
+    settings: &'a str,
+    watermark: &'a PartitionWatermark,
+    bars: &'a BarAggregator,
+    chains: &'a ChainAnalyticsEngine,
+    indicators: &'a IndicatorSeries,
+    late_ticks: u64,
+}
+
+/// The serialised part of a [`TickProcessor`], owned for reading (same field order as
+/// [`StateRef`], which is what the binary encoding relies on).
+#[derive(Deserialize)]
+struct State {
+    format: u32,
+    settings: String,
+    watermark: PartitionWatermark,
+    bars: BarAggregator,
+    chains: ChainAnalyticsEngine,
+    indicators: IndicatorSeries,
     late_ticks: u64,
 }
 
@@ -69,14 +129,14 @@ impl TickProcessor {
     /// A processor with no state yet.
     pub fn new(settings: CoreSettings, indicators: IndicatorBank) -> Self {
         Self {
-            watermarks: Watermarks::new(settings.allowed_lateness_micros),
+            watermark: PartitionWatermark::new(settings.allowed_lateness_micros),
             bars: BarAggregator::new(),
             chains: ChainAnalyticsEngine::new(settings.chain),
             indicators,
+            late_ticks: 0,
             closed: Vec::new(),
             analytics: Vec::new(),
             indicator_points: Vec::new(),
-            late_ticks: 0,
         }
     }
 
@@ -85,39 +145,35 @@ impl TickProcessor {
         self.chains.register(instrument)
     }
 
-    /// Handles one tick read from `partition`, appending whatever became final.
-    pub fn on_tick(&mut self, partition: i32, tick: Tick, out: &mut Vec<Output>) {
-        let closed_up_to = self.watermarks.current();
-        if closed_up_to.is_some_and(|wm| window_start(tick.exchange_ts) + BAR_MICROS <= wm) {
+    /// Handles the partition's next tick, appending whatever became final.
+    pub fn on_tick(&mut self, tick: Tick, out: &mut Vec<Output>) {
+        if self.is_late(&tick) {
             self.late_ticks += 1;
             out.push(Output::Late(tick));
             return;
         }
-        self.watermarks.observe(partition, tick.exchange_ts);
+        self.watermark.observe(tick.exchange_ts);
         self.bars.add(&tick);
         self.chains.on_tick(&tick);
         self.close_ready(out);
     }
 
-    /// Tells the core this instance owns `partition` (before it delivered anything).
-    pub fn on_assigned(&mut self, partition: i32) {
-        self.watermarks.assign(partition);
-    }
-
-    /// Tells the core a partition has been quiet for the idle timeout.
-    pub fn on_idle(&mut self, partition: i32, out: &mut Vec<Output>) {
-        self.watermarks.mark_idle(partition);
+    /// Handles a reference copy of a spot tick (see `strikeflow_schemas::REFERENCE_COPY_HEADER`):
+    /// it moves the partition's event time and the chains' spot, but its bar, late routing
+    /// and storage belong to the primary copy in the spot's own partition.
+    pub fn on_reference_tick(&mut self, tick: &Tick, out: &mut Vec<Output>) {
+        if self.is_late(tick) {
+            metrics::counter!("processor_late_reference_ticks_total").increment(1);
+            return;
+        }
+        self.watermark.observe(tick.exchange_ts);
+        self.chains.on_tick(tick);
         self.close_ready(out);
-    }
-
-    /// Forgets partitions this instance lost in a rebalance.
-    pub fn on_revoked(&mut self, partition: i32) {
-        self.watermarks.remove(partition);
     }
 
     /// The current watermark in event-time micros, if any tick was seen.
     pub fn watermark(&self) -> Option<i64> {
-        self.watermarks.current()
+        self.watermark.current()
     }
 
     /// How many late ticks were routed out so far.
@@ -125,8 +181,65 @@ impl TickProcessor {
         self.late_ticks
     }
 
+    /// The core's state as bytes, tagged with `settings` (a fingerprint of the configuration
+    /// that shaped it), for the runner to store beside the input offset it corresponds to.
+    pub fn snapshot(&self, settings: &str) -> Result<Vec<u8>, SnapshotError> {
+        postcard::to_stdvec(&StateRef {
+            format: SNAPSHOT_FORMAT,
+            settings,
+            watermark: &self.watermark,
+            bars: &self.bars,
+            chains: &self.chains,
+            indicators: self.indicators.series(),
+            late_ticks: self.late_ticks,
+        })
+        .map_err(SnapshotError::Encode)
+    }
+
+    /// A core continuing from `bytes` (written by [`snapshot`](Self::snapshot) under the
+    /// same `settings` fingerprint); `core_settings` and `indicators` rebuild the parts that
+    /// are configuration rather than state.
+    pub fn restore(
+        bytes: &[u8],
+        settings: &str,
+        core_settings: CoreSettings,
+        mut indicators: IndicatorBank,
+    ) -> Result<Self, SnapshotError> {
+        let state: State = postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
+        if state.format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Format {
+                found: state.format,
+                expected: SNAPSHOT_FORMAT,
+            });
+        }
+        if state.settings != settings {
+            return Err(SnapshotError::Settings {
+                found: state.settings,
+                expected: settings.to_owned(),
+            });
+        }
+        indicators.restore_series(state.indicators);
+        Ok(Self {
+            watermark: state.watermark,
+            bars: state.bars,
+            chains: state.chains.with_settings(core_settings.chain),
+            indicators,
+            late_ticks: state.late_ticks,
+            closed: Vec::new(),
+            analytics: Vec::new(),
+            indicator_points: Vec::new(),
+        })
+    }
+
+    /// A tick is late when its bar already closed.
+    fn is_late(&self, tick: &Tick) -> bool {
+        self.watermark
+            .current()
+            .is_some_and(|wm| window_start(tick.exchange_ts) + BAR_MICROS <= wm)
+    }
+
     fn close_ready(&mut self, out: &mut Vec<Output>) {
-        let Some(wm) = self.watermarks.advance() else {
+        let Some(wm) = self.watermark.current() else {
             return;
         };
         self.bars.close_until(wm, &mut self.closed);
@@ -194,13 +307,13 @@ mod tests {
     fn bar_closes_when_watermark_passes_its_end() {
         let mut p = processor(2 * SEC);
         let mut out = Vec::new();
-        p.on_tick(0, tick(1, 10 * SEC), &mut out);
-        p.on_tick(0, tick(1, 61 * SEC), &mut out);
+        p.on_tick(tick(1, 10 * SEC), &mut out);
+        p.on_tick(tick(1, 61 * SEC), &mut out);
         assert!(
             bars(&out).is_empty(),
             "61s - 2s lateness has not passed 60s"
         );
-        p.on_tick(0, tick(1, 62 * SEC), &mut out);
+        p.on_tick(tick(1, 62 * SEC), &mut out);
         assert_eq!(bars(&out), vec![(1, 0)]);
     }
 
@@ -208,34 +321,106 @@ mod tests {
     fn out_of_order_within_lateness_is_kept_and_beyond_is_late() {
         let mut p = processor(5 * SEC);
         let mut out = Vec::new();
-        p.on_tick(0, tick(1, 50 * SEC), &mut out);
-        p.on_tick(0, tick(1, 63 * SEC), &mut out);
-        p.on_tick(0, tick(1, 59 * SEC), &mut out); // within lateness: joins the first bar
+        p.on_tick(tick(1, 50 * SEC), &mut out);
+        p.on_tick(tick(1, 63 * SEC), &mut out);
+        p.on_tick(tick(1, 59 * SEC), &mut out); // within lateness: joins the first bar
         assert!(out.is_empty());
-        p.on_tick(0, tick(1, 66 * SEC), &mut out); // watermark 61s closes [0, 60)
+        p.on_tick(tick(1, 66 * SEC), &mut out); // watermark 61s closes [0, 60)
         let first = match &out[..] {
             [Output::Bar(b)] => b.clone(),
             other => panic!("expected one bar, got {other:?}"),
         };
         assert_eq!(first.tick_count, 2);
         out.clear();
-        p.on_tick(0, tick(1, 30 * SEC), &mut out); // its bar is closed: late
+        p.on_tick(tick(1, 30 * SEC), &mut out); // its bar is closed: late
         assert_eq!(out, vec![Output::Late(tick(1, 30 * SEC))]);
         assert_eq!(p.late_ticks(), 1);
     }
 
     #[test]
-    fn idle_partition_releases_bars_of_busy_ones() {
+    fn idle_partition_does_not_stall_a_busy_one() {
+        // One core per partition: partition 1 spoke once and went quiet; partition 0's bars
+        // close on its own clock regardless.
+        let (mut busy, mut idle) = (processor(0), processor(0));
+        let mut out = Vec::new();
+        idle.on_tick(tick(9, 5 * SEC), &mut out);
+        busy.on_tick(tick(1, 10 * SEC), &mut out);
+        busy.on_tick(tick(1, 130 * SEC), &mut out);
+        assert_eq!(bars(&out), vec![(1, 0)]);
+        assert_eq!(idle.watermark(), Some(5 * SEC));
+    }
+
+    #[test]
+    fn reference_copy_moves_time_but_makes_no_bar_and_is_never_late() {
         let mut p = processor(0);
         let mut out = Vec::new();
-        p.on_tick(1, tick(9, 5 * SEC), &mut out); // partition 1 then goes quiet
-        p.on_tick(0, tick(1, 10 * SEC), &mut out);
-        p.on_tick(0, tick(1, 130 * SEC), &mut out);
-        assert!(
-            bars(&out).is_empty(),
-            "partition 1 holds the watermark at 5s"
+        p.on_tick(tick(1, 10 * SEC), &mut out);
+        p.on_reference_tick(&tick(7, 70 * SEC), &mut out);
+        assert_eq!(bars(&out), vec![(1, 0)], "the copy's time closed bar 1");
+        out.clear();
+        p.on_reference_tick(&tick(7, 5 * SEC), &mut out);
+        p.on_reference_tick(&tick(7, 200 * SEC), &mut out);
+        assert!(bars(&out).is_empty(), "copies never open bars: {out:?}");
+        assert_eq!(p.late_ticks(), 0);
+    }
+
+    #[test]
+    fn restored_core_continues_exactly() {
+        let ticks: Vec<Tick> = (0..600)
+            .map(|i| Tick {
+                ltp: 100.0 + f64::from(i % 37) * 0.05,
+                ..tick(
+                    1 + i64::from(i % 3),
+                    i64::from(i) * SEC + (i64::from(i) % 7) * 100,
+                )
+            })
+            .collect();
+        let bank =
+            || IndicatorBank::new(&crate::indicator_bank::IndicatorChoice::defaults(), &[1, 3]);
+        let settings = || CoreSettings::with_lateness(2 * SEC);
+        let mut whole = TickProcessor::new(settings(), bank().unwrap());
+        let mut expected = Vec::new();
+        for t in &ticks {
+            whole.on_tick(t.clone(), &mut expected);
+        }
+        let mut first = TickProcessor::new(settings(), bank().unwrap());
+        let mut got = Vec::new();
+        for t in &ticks[..333] {
+            first.on_tick(t.clone(), &mut got);
+        }
+        let bytes = first.snapshot("s1").unwrap();
+        let mut second = TickProcessor::restore(&bytes, "s1", settings(), bank().unwrap()).unwrap();
+        for t in &ticks[333..] {
+            second.on_tick(t.clone(), &mut got);
+        }
+        assert!(expected.iter().any(|o| matches!(o, Output::Indicator(_))));
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn snapshot_refuses_other_settings_and_garbage() {
+        let p = processor(0);
+        let bytes = p.snapshot("lateness=0").unwrap();
+        let bank = IndicatorBank::new(&[], &[1]).unwrap();
+        let other = TickProcessor::restore(
+            &bytes,
+            "lateness=5",
+            CoreSettings::with_lateness(0),
+            bank.clone(),
         );
-        p.on_idle(1, &mut out);
-        assert_eq!(bars(&out), vec![(1, 0), (9, 0)]);
+        assert!(
+            matches!(other, Err(SnapshotError::Settings { .. })),
+            "{other:?}"
+        );
+        let garbage = TickProcessor::restore(
+            &[0xff; 3],
+            "lateness=0",
+            CoreSettings::with_lateness(0),
+            bank,
+        );
+        assert!(
+            matches!(garbage, Err(SnapshotError::Decode(_))),
+            "{garbage:?}"
+        );
     }
 }

@@ -15,7 +15,6 @@ use strikeflow_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use strikeflow_schemas::{decode, Instrument};
 use tracing::{info, warn};
 
-use crate::core::TickProcessor;
 use crate::ProcessorError;
 
 /// A private consumer of the instrument topic.
@@ -54,33 +53,29 @@ impl InstrumentFeed {
         })
     }
 
-    /// Reads until every partition reached its end (or `limit` passed), registering what it
-    /// reads, so the first ticks already find their chains.
-    pub async fn catch_up(
-        &self,
-        core: &mut TickProcessor,
-        limit: Duration,
-    ) -> Result<(), ProcessorError> {
+    /// Reads until every partition reached its end (or `limit` passed) and returns the
+    /// instruments read, so the first ticks already find their chains.
+    pub async fn catch_up(&self, limit: Duration) -> Result<Vec<Instrument>, ProcessorError> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut at_end = std::collections::HashSet::new();
-        let mut registered = 0usize;
+        let mut master = Vec::new();
         while at_end.len() < self.partitions {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_elapsed) => {
                     warn!(
-                        registered,
+                        read = master.len(),
                         "instrument master not read to its end in {limit:?}; continuing"
                     );
-                    return Ok(());
+                    return Ok(master);
                 }
                 Ok(Err(KafkaError::PartitionEOF(partition))) => {
                     at_end.insert(partition);
                 }
-                Ok(result) => registered += usize::from(self.apply(result, core)),
+                Ok(result) => master.extend(Self::decode(result)),
             }
         }
-        info!(registered, "instrument master loaded");
-        Ok(())
+        info!(read = master.len(), "instrument master loaded");
+        Ok(master)
     }
 
     /// The next instrument record (or end-of-partition marker).
@@ -88,38 +83,25 @@ impl InstrumentFeed {
         self.consumer.recv().await
     }
 
-    /// Registers one record with the core; returns whether an instrument was registered.
-    /// Bad records are counted and logged: the sink dead-letters them, this is a reader.
-    pub fn apply(
-        &self,
-        result: KafkaResult<BorrowedMessage<'_>>,
-        core: &mut TickProcessor,
-    ) -> bool {
+    /// The instrument in one record. Bad records are counted and logged, not returned: the
+    /// sink dead-letters them, this is a reader.
+    pub fn decode(result: KafkaResult<BorrowedMessage<'_>>) -> Option<Instrument> {
         let msg = match result {
             Ok(msg) => msg,
-            Err(KafkaError::PartitionEOF(_)) => return false,
+            Err(KafkaError::PartitionEOF(_)) => return None,
             Err(e) => {
                 warn!(error = %e, "instrument consumer error");
-                return false;
+                return None;
             }
         };
         // A tombstone retires a token; its chain keeps the strike for history.
-        let Some(payload) = msg.payload() else {
-            return false;
-        };
+        let payload = msg.payload()?;
         match decode::<Instrument>(payload) {
-            Ok(instrument) => match core.on_instrument(&instrument) {
-                Ok(()) => true,
-                Err(e) => {
-                    metrics::counter!("processor_instrument_errors_total").increment(1);
-                    warn!(token = instrument.instrument_token, error = %e, "instrument not registered");
-                    false
-                }
-            },
+            Ok(instrument) => Some(instrument),
             Err(e) => {
                 metrics::counter!("processor_instrument_errors_total").increment(1);
                 warn!(offset = msg.offset(), error = %e, "undecodable instrument record");
-                false
+                None
             }
         }
     }

@@ -25,6 +25,9 @@ pub enum ProcessorError {
     /// The configuration is unusable.
     #[error("processor configuration: {0}")]
     Config(String),
+    /// Stored processor state could not be read or written.
+    #[error("processor state: {0}")]
+    State(String),
     /// An output could not be encoded (a bug in the contract, not bad input).
     #[error("encoding an output: {0}")]
     Encode(#[from] strikeflow_schemas::CodecError),

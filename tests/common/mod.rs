@@ -161,3 +161,116 @@ pub async fn read_topic<T: strikeflow_schemas::AvroRecord>(
     }
     out
 }
+
+/// One record as stored in Kafka, for comparing topics byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// Carries `strikeflow_schemas::REFERENCE_COPY_HEADER`.
+    pub reference_copy: bool,
+}
+
+/// Every committed record of `topic`, read from the start to the current end of each
+/// partition, in partition then offset order.
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+    use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    use strikeflow_kafka::rdkafka::error::KafkaError;
+    use strikeflow_kafka::rdkafka::message::{Headers, Message};
+    use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
+    let id: u32 = rand::rng().random();
+    let consumer: BaseConsumer = strikeflow_kafka::rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-dump-{id:08x}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("a test consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    assert!(!partitions.is_empty(), "{topic} has partitions");
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("a partition");
+    }
+    consumer.assign(&tpl).expect("assigning");
+    let mut at_end = std::collections::HashSet::new();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions.len() {
+        assert!(Instant::now() < deadline, "reading {topic} to its end");
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(msg)) => {
+                at_end.remove(&msg.partition());
+                records.push(Record {
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().unwrap_or_default().to_vec(),
+                    reference_copy: msg.headers().is_some_and(|h| {
+                        h.iter()
+                            .any(|h| h.key == strikeflow_schemas::REFERENCE_COPY_HEADER)
+                    }),
+                });
+            }
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
+/// How many records of `topic` the consumer group `group` has committed, summed over
+/// partitions, and how many there are (end offsets); equal once the group is caught up.
+pub fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i64) {
+    use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = strikeflow_kafka::rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        // read_committed would make the offset fetch wait for a transaction left open by a
+        // killed processor (KIP-447 "stable" offsets); the committed figure is what counts.
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("a test consumer");
+    let timeout = Duration::from_secs(30);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let mut tpl = TopicPartitionList::new();
+    let mut end = 0;
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p.id(), timeout)
+            .expect("watermarks");
+        end += high;
+    }
+    let committed = consumer
+        .committed_offsets(tpl, timeout)
+        .expect("committed offsets");
+    let done = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum();
+    (done, end)
+}

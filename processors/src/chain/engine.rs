@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use serde::{Deserialize, Serialize};
+
 use strikeflow_schemas::{
     date_from_days, BuildUp, ChainAnalytics, ChainKey, Instrument, InstrumentType, MoneynessPoint,
     NoIvReason, OptionSide, ReferenceKind, StrikeAnalytics, Tick,
@@ -83,7 +85,7 @@ pub enum EngineOutput {
 /// Counters of ticks the engine did not apply, so nothing is dropped silently.
 ///
 /// Exists for metrics and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineStats {
     /// Ticks seen.
     pub ticks: u64,
@@ -135,21 +137,21 @@ impl Hasher for TokenHasher {
 
 type TokenMap<V> = HashMap<i64, V, BuildHasherDefault<TokenHasher>>;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 enum Slot {
     Option { chain: usize, option: usize },
     Series(usize),
 }
 
 /// A spot index or a future: a price series shared by every chain of its underlying.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Series {
     price: Option<f64>,
     last_ts: i64,
 }
 
 /// Per-minute ring of OI ("OI as of the end of minute m") for the intraday ΔOI window.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OiRing {
     slots: Box<[(i64, i64)]>,
     last_minute: Option<i64>,
@@ -205,7 +207,7 @@ impl OiRing {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OptionState {
     token: i64,
     tradingsymbol: String,
@@ -261,14 +263,14 @@ impl OptionState {
 }
 
 /// One listed strike of a chain and its call/put (indices into `Chain::options`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct StrikeRow {
     strike: f64,
     ce: Option<usize>,
     pe: Option<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Chain {
     underlying: String,
     expiry: i32,
@@ -298,8 +300,13 @@ struct Chain {
 ///   0 and the OI ring empties; ticks of an earlier day are counted and ignored.
 /// * Build-up compares the option's current LTP and OI with its previous close, or, when the
 ///   previous day was not seen, with the first LTP/OI seen this trading day.
-#[derive(Debug)]
+///
+/// The whole engine (instruments and their state) serialises with serde, so a processor can
+/// snapshot it and restore it after a crash; settings and scratch buffers are not part of
+/// the snapshot (restore with [`with_settings`](Self::with_settings)).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChainAnalyticsEngine {
+    #[serde(skip)]
     settings: ChainSettings,
     tokens: TokenMap<Slot>,
     chains: Vec<Chain>,
@@ -310,8 +317,11 @@ pub struct ChainAnalyticsEngine {
     session_day: Option<i64>,
     last_boundary: Option<i64>,
     stats: EngineStats,
+    #[serde(skip)]
     parity_scratch: Vec<ParityQuote>,
+    #[serde(skip)]
     oi_scratch: Vec<StrikeOi>,
+    #[serde(skip)]
     delta_scratch: Vec<(f64, f64)>,
 }
 
@@ -352,6 +362,13 @@ impl ChainAnalyticsEngine {
             oi_scratch: Vec::new(),
             delta_scratch: Vec::new(),
         }
+    }
+
+    /// The engine restored from a snapshot, running with `settings` again (settings are not
+    /// part of a snapshot; the caller checks they are the ones the snapshot was taken with).
+    pub fn with_settings(mut self, settings: ChainSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The settings the engine runs with.

@@ -128,7 +128,7 @@ impl Default for Convention {
 ///
 /// Exists as the one output shape for both conventions, so downstream (GEX, skew, the chain
 /// view) never needs to know which model produced it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Greeks {
     /// Model premium (discounted), in rupees.
     pub price: f64,
@@ -148,7 +148,7 @@ pub struct Greeks {
 /// An implied volatility together with the Greeks at that volatility.
 ///
 /// Exists as the result of the hot path [`Pricer::iv_and_greeks`], run per option tick.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IvGreeks {
     /// Annualised implied volatility (0.15 = 15%).
     pub iv: f64,
