@@ -178,7 +178,9 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     assert_eq!(mismatched, 0, "bars must match their ticks");
 
     // Chain analytics and indicators reached their topics, decodable and sane.
-    let chains: Vec<ChainAnalytics> = read_topic(&config.kafka.brokers, &topics.chains(), 20).await;
+    // One chain emitting once per event second: 150 records span at least two minute closes.
+    let chains: Vec<ChainAnalytics> =
+        read_topic(&config.kafka.brokers, &topics.chains(), 150).await;
     let strikes: Vec<f64> = MarketSimulator::new(&config.simulate.market)
         .unwrap()
         .instruments()
@@ -200,6 +202,10 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
         chains.iter().any(|c| c.minute_close),
         "minute closes are flagged"
     );
+    // Ten ticks per event second: every second's boundary is crossed by a tick of the
+    // chain's partition, so there is one emission per event second, none collapsed.
+    let gaps: BTreeSet<i64> = chains.windows(2).map(|w| w[1].ts - w[0].ts).collect();
+    assert_eq!(gaps, BTreeSet::from([1_000_000]), "one chain emission per event second");
     let strike_rows: Vec<StrikeAnalytics> =
         read_topic(&config.kafka.brokers, &topics.strikes(), 50).await;
     assert!(
