@@ -312,6 +312,8 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
     let elapsed = started.elapsed();
     shutdown.cancel();
     stage.await??;
+    let snapshots =
+        tokio::task::block_in_place(|| record_sizes(brokers, &topics.processor_state()))?;
     drop_topics(config, &topics, &[]).await?;
     println!(
         "bench process --kafka: {} ticks ({consumed} records with the spot's reference copies), {} per event second, consumed, processed and published in Kafka transactions in {elapsed:.2?}",
@@ -322,5 +324,40 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
         "  sustained: {:.0} ticks/s (includes start-up: instrument master, group join, restore)",
         report.ticks as f64 / elapsed.as_secs_f64()
     );
+    if let (Some(min), Some(max)) = (snapshots.iter().min(), snapshots.iter().max()) {
+        println!(
+            "  state snapshots: {} written, {} to {} KiB each (one per ticks partition per snapshot interval, and at shutdown)",
+            snapshots.len(),
+            min / 1024,
+            max / 1024
+        );
+    }
     Ok(())
+}
+
+/// Sizes of every committed record of `topic` (one partition), read to its end.
+fn record_sizes(brokers: &str, topic: &str) -> Result<Vec<usize>> {
+    use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    use strikeflow_kafka::rdkafka::error::KafkaError;
+    use strikeflow_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-sizes"))
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    reader.assign(&tpl)?;
+    let mut sizes = Vec::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match reader.poll(std::time::Duration::from_millis(200)) {
+            Some(Ok(msg)) => sizes.push(msg.payload_len()),
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(sizes)
 }

@@ -205,7 +205,11 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
     // Ten ticks per event second: every second's boundary is crossed by a tick of the
     // chain's partition, so there is one emission per event second, none collapsed.
     let gaps: BTreeSet<i64> = chains.windows(2).map(|w| w[1].ts - w[0].ts).collect();
-    assert_eq!(gaps, BTreeSet::from([1_000_000]), "one chain emission per event second");
+    assert_eq!(
+        gaps,
+        BTreeSet::from([1_000_000]),
+        "one chain emission per event second"
+    );
     let strike_rows: Vec<StrikeAnalytics> =
         read_topic(&config.kafka.brokers, &topics.strikes(), 50).await;
     assert!(

@@ -254,7 +254,18 @@ impl ClientContext for RebalanceCounter {}
 impl ConsumerContext for RebalanceCounter {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.rebalances.fetch_add(1, Ordering::SeqCst);
-        info!(?rebalance, "ticks partitions rebalanced");
+        let partitions = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                info!(partitions = ?partitions(tpl), "ticks partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                info!(partitions = ?partitions(tpl), "ticks partitions revoked")
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
+        }
     }
 }
 
@@ -446,14 +457,24 @@ pub async fn run(
                 }
                 continue;
             }
-            msg = consumer.recv() => msg?,
+            msg = consumer.recv() => match msg {
+                Ok(msg) => msg,
+                Err(e) => {
+                    survive_consumer_error(e)?;
+                    continue;
+                }
+            },
         };
         let mut batch = Batch::default();
         stage.take(&factory, first, &mut batch).await?;
         let deadline = tokio::time::Instant::now() + batch_wait;
         while batch.ticks < config.batch_max as u64 {
             let next = match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(next) => next?,
+                Ok(Ok(next)) => next,
+                Ok(Err(e)) => {
+                    survive_consumer_error(e)?;
+                    break;
+                }
                 Err(_elapsed) => break,
             };
             stage.take(&factory, next, &mut batch).await?;
@@ -479,6 +500,20 @@ pub async fn run(
     }
     info!("processor stopped");
     Ok(())
+}
+
+/// Lets the loop carry on after a consumer error librdkafka recovers from by itself (a
+/// broker restarting, a connection dropped); a fatal one stops the stage. Either way no
+/// record is lost: positions only move with records actually delivered.
+fn survive_consumer_error(e: RdKafkaError) -> Result<(), ProcessorError> {
+    match e {
+        RdKafkaError::MessageConsumption(code) => {
+            metrics::counter!("processor_consumer_errors_total").increment(1);
+            warn!(error = %code, "consumer error; continuing");
+            Ok(())
+        }
+        fatal => Err(fatal.into()),
+    }
 }
 
 /// Whether a failed transaction can be aborted and retried (anything else, e.g. being
