@@ -990,3 +990,38 @@ fn publish(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_record_carries_its_offset() {
+        let record = snapshot_record(1_234_567_890_123, b"state");
+        assert_eq!(
+            split_snapshot(&record),
+            Some((1_234_567_890_123, &b"state"[..]))
+        );
+        assert_eq!(split_snapshot(&record[..7]), None, "shorter than an offset");
+    }
+
+    #[test]
+    fn snapshot_location_parses_only_partition_and_offset() {
+        assert_eq!(parse_location("0:4711"), Some((0, 4711)));
+        assert_eq!(parse_location(""), None);
+        assert_eq!(parse_location("0"), None);
+        assert_eq!(parse_location("x:1"), None);
+        assert_eq!(parse_location("0:1:2"), None);
+    }
+
+    #[test]
+    fn delivery_failures_abort_the_transaction_and_other_errors_stop() {
+        use strikeflow_kafka::rdkafka::types::RDKafkaErrorCode;
+        let delivery = ProcessorError::from(RdKafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut,
+        ));
+        assert!(is_abortable(&delivery));
+        let config = ProcessorError::Config("x".into());
+        assert!(!is_abortable(&config));
+    }
+}
