@@ -24,7 +24,7 @@ use strikeflow_kafka::rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance, StreamConsumer,
 };
 use strikeflow_kafka::rdkafka::error::KafkaError as RdKafkaError;
-use strikeflow_kafka::rdkafka::message::Message;
+use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Message};
 use strikeflow_kafka::rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use strikeflow_kafka::rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use strikeflow_kafka::{consumer_config, producer_config, DeadLetter, KafkaError, Outbox};
@@ -853,33 +853,35 @@ fn read_snapshot(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     reader.assign(&tpl)?;
-    let deadline = Instant::now() + KAFKA_TIMEOUT;
-    loop {
-        let Some(result) = reader.poll(Duration::from_millis(200)) else {
-            if Instant::now() > deadline {
-                return Err(ProcessorError::State(format!(
-                    "snapshot {topic}/{partition}@{offset} not readable in {KAFKA_TIMEOUT:?}"
-                )));
-            }
-            continue;
-        };
-        let msg = result?;
-        if msg.offset() != offset {
-            return Err(ProcessorError::State(format!(
-                "snapshot {topic}/{partition}@{offset} is gone (read offset {} instead)",
-                msg.offset()
-            )));
-        }
-        let payload = msg.payload().unwrap_or_default();
-        let (taken_at, bytes) = split_snapshot(payload).ok_or_else(|| {
-            ProcessorError::State(format!(
-                "snapshot {topic}/{partition}@{offset} is truncated"
-            ))
-        })?;
-        let core = factory.restore(bytes).map_err(|e| {
-            ProcessorError::State(format!("snapshot {topic}/{partition}@{offset}: {e}"))
-        })?;
-        return Ok((core, taken_at));
+    let Some(msg) = next_record(reader)? else {
+        return Err(ProcessorError::State(format!(
+            "snapshot {topic}/{partition}@{offset} not readable in {KAFKA_TIMEOUT:?}"
+        )));
+    };
+    if msg.offset() != offset {
+        return Err(ProcessorError::State(format!(
+            "snapshot {topic}/{partition}@{offset} is gone (read offset {} instead)",
+            msg.offset()
+        )));
+    }
+    let payload = msg.payload().unwrap_or_default();
+    let (taken_at, bytes) = split_snapshot(payload).ok_or_else(|| {
+        ProcessorError::State(format!(
+            "snapshot {topic}/{partition}@{offset} is truncated"
+        ))
+    })?;
+    let core = factory.restore(bytes).map_err(|e| {
+        ProcessorError::State(format!("snapshot {topic}/{partition}@{offset}: {e}"))
+    })?;
+    Ok((core, taken_at))
+}
+
+/// The next record of the reader's assignment, or `None` when none arrived within
+/// [`KAFKA_TIMEOUT`] (a restore fails only when the broker stalls, however long it is).
+fn next_record(reader: &BaseConsumer) -> Result<Option<BorrowedMessage<'_>>, ProcessorError> {
+    match reader.poll(KAFKA_TIMEOUT) {
+        Some(result) => Ok(Some(result?)),
+        None => Ok(None),
     }
 }
 
@@ -899,19 +901,14 @@ fn replay(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
     reader.assign(&tpl)?;
-    let deadline = Instant::now() + KAFKA_TIMEOUT * 4;
     let mut discarded = Vec::new();
     let mut replayed = 0u64;
     loop {
-        let Some(result) = reader.poll(Duration::from_millis(200)) else {
-            if Instant::now() > deadline {
-                return Err(ProcessorError::State(format!(
-                    "replaying {topic}/{partition} [{from}, {to}) stopped after {replayed} records"
-                )));
-            }
-            continue;
+        let Some(msg) = next_record(reader)? else {
+            return Err(ProcessorError::State(format!(
+                "replaying {topic}/{partition} [{from}, {to}) stalled after {replayed} records"
+            )));
         };
-        let msg = result?;
         if msg.offset() >= to {
             break;
         }
