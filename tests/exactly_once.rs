@@ -159,7 +159,6 @@ impl Processor {
     /// SIGKILL: no shutdown code runs, whatever was in flight is simply gone.
     fn kill_9(mut self) {
         self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
         eprintln!("killed processor {} with SIGKILL", self.name);
     }
 
@@ -193,6 +192,14 @@ impl Processor {
         if let Some(status) = self.child.try_wait().expect("waiting") {
             panic!("processor {} exited early with {status}", self.name);
         }
+    }
+}
+
+/// A failing test must not leave processors running behind it.
+impl Drop for Processor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

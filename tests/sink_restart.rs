@@ -58,10 +58,21 @@ async fn crash_and_restart_lose_and_duplicate_nothing() {
         Duration::from_secs(60),
         || async {
             let n = count(&db, "SELECT count(*) FROM ticks").await;
+            if n == 0 && (sink.is_finished() || feed.is_finished()) {
+                return Some(-1); // one of them stopped early: say why below
+            }
             (n > 0).then_some(n)
         },
     )
     .await;
+    if at_crash < 0 {
+        let stopped = if sink.is_finished() {
+            format!("sink: {:?}", sink.await)
+        } else {
+            format!("simulation: {:?}", feed.await)
+        };
+        panic!("a stage stopped before any tick was stored: {stopped}");
+    }
     sink.abort();
     let _ = sink.await;
     assert!(

@@ -767,7 +767,7 @@ fn restore_partitions(
     if ids.is_empty() {
         return Ok(restored);
     }
-    let committed = consumer.committed_offsets(assigned, KAFKA_TIMEOUT)?;
+    let committed = committed_offsets(consumer, &assigned)?;
     let reader = private_reader(brokers)?;
     let mut seek = TopicPartitionList::new();
     for id in ids {
@@ -818,6 +818,34 @@ fn restore_partitions(
         consumer.seek_partitions(seek, KAFKA_TIMEOUT)?;
     }
     Ok(restored)
+}
+
+/// The group's committed offsets for `partitions`, retrying while the group coordinator is
+/// moving or still loading (a fresh or restarting broker answers so for a while).
+fn committed_offsets(
+    consumer: &TicksConsumer,
+    partitions: &TopicPartitionList,
+) -> Result<TopicPartitionList, ProcessorError> {
+    use strikeflow_kafka::rdkafka::types::RDKafkaErrorCode::{
+        CoordinatorLoadInProgress, CoordinatorNotAvailable, NotCoordinator,
+    };
+    let deadline = Instant::now() + KAFKA_TIMEOUT;
+    loop {
+        match consumer.committed_offsets(partitions.clone(), KAFKA_TIMEOUT) {
+            Ok(committed) => return Ok(committed),
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(NotCoordinator | CoordinatorLoadInProgress | CoordinatorNotAvailable)
+                    ) =>
+            {
+                warn!(error = %e, "committed offsets not available yet; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `<partition>:<offset>` of a snapshot, as stored in committed offset metadata.

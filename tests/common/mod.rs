@@ -261,9 +261,17 @@ pub fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i64) {
             .expect("watermarks");
         end += high;
     }
-    let committed = consumer
-        .committed_offsets(tpl, timeout)
-        .expect("committed offsets");
+    // A fresh broker answers "not coordinator" until the offsets topic is ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), timeout) {
+            Ok(committed) => break committed,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "committed offsets: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
     let done = committed
         .elements()
         .iter()
