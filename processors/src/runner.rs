@@ -769,6 +769,10 @@ fn restore_partitions(
     }
     let committed = committed_offsets(consumer, &assigned)?;
     let reader = private_reader(brokers)?;
+    // Knowing both topics' leaders up front keeps the first fetch of each from waiting
+    // on a metadata refresh.
+    reader.fetch_metadata(Some(ticks), KAFKA_TIMEOUT)?;
+    reader.fetch_metadata(Some(state_topic), KAFKA_TIMEOUT)?;
     let mut seek = TopicPartitionList::new();
     for id in ids {
         let elem = committed.find_partition(ticks, id);
