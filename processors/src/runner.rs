@@ -715,6 +715,7 @@ impl Stage<'_> {
             .group_metadata()
             .ok_or_else(|| ProcessorError::Config("consumer has no group metadata".into()))?;
         let producer = outbox.producer().clone();
+        let committing = Instant::now();
         blocking(move || {
             if offsets.count() > 0 {
                 producer.send_offsets_to_transaction(&offsets, &group, KAFKA_TIMEOUT)?;
@@ -722,7 +723,16 @@ impl Stage<'_> {
             producer.commit_transaction(KAFKA_TIMEOUT)
         })
         .await?;
+        metrics::histogram!("processor_commit_seconds").record(committing.elapsed().as_secs_f64());
         metrics::counter!("processor_ticks_total").increment(batch.ticks);
+        // Event time per partition: `time() - processor_watermark_seconds` is how far behind
+        // the live market each partition's closed bars and emissions are.
+        for &id in &batch.touched {
+            if let Some(watermark) = self.partitions.get(&id).and_then(|p| p.core.watermark()) {
+                metrics::gauge!("processor_watermark_seconds", "partition" => id.to_string())
+                    .set(watermark as f64 / 1e6);
+            }
+        }
         Ok(())
     }
 }
