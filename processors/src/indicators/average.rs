@@ -1,11 +1,9 @@
 //! Moving averages of the close: SMA, EMA and WMA, TA-Lib compatible.
 
 use serde::{Deserialize, Serialize};
-use strikeflow_schemas::Bar;
 
 use super::registry::{check_period, IndicatorError};
 use super::window::Ring;
-use super::{Indicator, IndicatorValue};
 
 /// Simple moving average of the last `period` closes (TA-Lib `SMA`): the baseline trend
 /// line, and the middle Bollinger band / stochastic smoother.
@@ -56,20 +54,7 @@ impl Sma {
     }
 }
 
-impl Indicator for Sma {
-    #[inline]
-    fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
-        self.next_value(bar.close).map(IndicatorValue::Scalar)
-    }
-
-    fn reset(&mut self) {
-        self.clear();
-    }
-
-    fn lookback(&self) -> usize {
-        self.period - 1
-    }
-}
+close_indicator!(Sma, |i| i.period - 1);
 
 /// Exponential moving average of the close (TA-Lib `EMA`): the dashboard's 9/20/50/200
 /// trend lines and the building block of MACD.
@@ -134,20 +119,7 @@ impl Ema {
     }
 }
 
-impl Indicator for Ema {
-    #[inline]
-    fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
-        self.next_value(bar.close).map(IndicatorValue::Scalar)
-    }
-
-    fn reset(&mut self) {
-        self.clear();
-    }
-
-    fn lookback(&self) -> usize {
-        self.period - 1
-    }
-}
+close_indicator!(Ema, |i| i.period - 1);
 
 /// Linearly weighted moving average of the close (TA-Lib `WMA`): weights `1..=period`,
 /// newest heaviest, so it turns faster than an SMA of the same length.
@@ -241,17 +213,4 @@ impl Wma {
     }
 }
 
-impl Indicator for Wma {
-    #[inline]
-    fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
-        self.next_value(bar.close).map(IndicatorValue::Scalar)
-    }
-
-    fn reset(&mut self) {
-        self.clear();
-    }
-
-    fn lookback(&self) -> usize {
-        self.period - 1
-    }
-}
+close_indicator!(Wma, |i| i.period - 1);

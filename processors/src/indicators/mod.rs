@@ -28,6 +28,33 @@
 //! state and continue after a restart exactly where it stopped: a restored indicator
 //! produces bit-for-bit the values the original would have.
 
+/// Implements [`Indicator`] for an indicator driven by the close alone (an inherent
+/// `next_value(close) -> Option<f64>` and `clear()`), with its TA-Lib lookback. The SMA,
+/// EMA, WMA and RSI would otherwise each write out the same three methods.
+macro_rules! close_indicator {
+    ($indicator:ty, $lookback:expr) => {
+        impl $crate::indicators::Indicator for $indicator {
+            #[inline]
+            fn update(
+                &mut self,
+                bar: &strikeflow_schemas::Bar,
+            ) -> Option<$crate::indicators::IndicatorValue> {
+                self.next_value(bar.close)
+                    .map($crate::indicators::IndicatorValue::Scalar)
+            }
+
+            fn reset(&mut self) {
+                self.clear();
+            }
+
+            fn lookback(&self) -> usize {
+                let lookback: fn(&Self) -> usize = $lookback;
+                lookback(self)
+            }
+        }
+    };
+}
+
 mod average;
 mod momentum;
 mod registry;

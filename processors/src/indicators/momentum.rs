@@ -83,20 +83,7 @@ impl Rsi {
     }
 }
 
-impl Indicator for Rsi {
-    #[inline]
-    fn update(&mut self, bar: &Bar) -> Option<IndicatorValue> {
-        self.next_value(bar.close).map(IndicatorValue::Scalar)
-    }
-
-    fn reset(&mut self) {
-        self.clear();
-    }
-
-    fn lookback(&self) -> usize {
-        self.period
-    }
-}
+close_indicator!(Rsi, |i| i.period);
 
 /// Moving average convergence/divergence of the close (TA-Lib `MACD`, default 12/26/9):
 /// trend and momentum in one, with signal-line crossovers as the usual trigger.
