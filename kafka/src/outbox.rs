@@ -33,7 +33,9 @@ pub struct DeadLetter<'a> {
 }
 
 impl<'a> DeadLetter<'a> {
-    fn headers(&self) -> OwnedHeaders {
+    /// The headers a dead letter travels with, for callers that route records with them
+    /// without the per-record warning of [`Outbox::dead_letter`].
+    pub fn headers(&self) -> OwnedHeaders {
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "reason",

@@ -1004,7 +1004,20 @@ fn publish(
                     position: None,
                 };
                 let key = tick.instrument_token.to_string();
-                outbox.dead_letter(&names.late, Some(key.as_bytes()), &encode(&tick)?, &letter)?;
+                // Late ticks are an expected market condition, not bad input: counted, and
+                // logged at debug, since a lagging feed can make thousands a second.
+                tracing::debug!(
+                    token = tick.instrument_token,
+                    ts = tick.exchange_ts,
+                    "late tick"
+                );
+                metrics::counter!("processor_late_ticks_total").increment(1);
+                outbox.send_record(
+                    FutureRecord::to(&names.late)
+                        .key(&key)
+                        .payload(&encode(&tick)?)
+                        .headers(letter.headers()),
+                )?;
             }
             Output::Strike(strike) => {
                 let key = chain_key(&strike.underlying, strike.expiry);
