@@ -70,13 +70,11 @@ struct Frame {
 /// processor can snapshot it and restore it after a crash ([`IndicatorBank::series`],
 /// [`IndicatorBank::restore_series`]).
 ///
-/// It records the configuration it was built for (indicators, parameters, timeframes);
-/// [`IndicatorBank::restore_series`] ignores a snapshot taken under another configuration,
-/// whose state would not line up with the bank's indicators.
+/// It only fits a bank with the same indicators, parameters and timeframes; the processor
+/// core checks that (a fingerprint of its settings travels in every snapshot) before
+/// restoring.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IndicatorSeries {
-    /// The configuration the state belongs to, e.g. `1,3|sma:period=3;obv:`.
-    layout: String,
     /// Frames per instrument token, one per timeframe in the bank's order.
     instruments: HashMap<i64, Vec<Frame>>,
 }
@@ -148,15 +146,11 @@ impl IndicatorBank {
                 indicators: indicators.clone(),
             });
         }
-        let layout = layout(&prepared, timeframes);
         Ok(Self {
             prepared,
             timeframes: timeframes.to_vec(),
             template,
-            series: IndicatorSeries {
-                layout,
-                instruments: HashMap::new(),
-            },
+            series: IndicatorSeries::default(),
             rolled: Vec::new(),
         })
     }
@@ -213,36 +207,11 @@ impl IndicatorBank {
     /// restarted processor continues exactly where the snapshot was taken: the following
     /// bars produce bit-for-bit the values the original bank would have.
     ///
-    /// A snapshot taken under a different configuration (other indicators, parameters or
-    /// timeframes) cannot be matched to this bank's indicators; it is ignored with a
-    /// warning and the bank starts from empty state (indicators warm up again), as after a
-    /// start without a snapshot.
+    /// The snapshot must come from a bank with the same configuration (the processor
+    /// core's settings fingerprint guarantees it).
     pub fn restore_series(&mut self, series: IndicatorSeries) {
-        if series.layout == self.series.layout {
-            self.series = series;
-            return;
-        }
-        if !series.instruments.is_empty() {
-            tracing::warn!(
-                snapshot = %series.layout,
-                configured = %self.series.layout,
-                instruments = series.instruments.len(),
-                "indicator snapshot was taken under another configuration; starting empty"
-            );
-        }
-        self.series.instruments.clear();
+        self.series = series;
     }
-}
-
-/// A text key of the configuration (timeframes, then each indicator with its parameters),
-/// so a snapshot can tell whether its state fits a bank.
-fn layout(prepared: &[Prepared], timeframes: &[u32]) -> String {
-    let timeframes: Vec<String> = timeframes.iter().map(u32::to_string).collect();
-    let indicators: Vec<String> = prepared
-        .iter()
-        .map(|p| format!("{}:{}", p.name.to_ascii_lowercase(), p.params_text))
-        .collect();
-    format!("{}|{}", timeframes.join(","), indicators.join(";"))
 }
 
 #[cfg(test)]
@@ -435,38 +404,5 @@ mod tests {
         assert_eq!(exact(&after_clone), want, "cloned bank diverged");
         // Without the snapshot the output differs: the comparison above can fail.
         assert_ne!(exact(&after_fresh), want);
-    }
-
-    #[test]
-    fn snapshot_of_another_configuration_is_ignored() {
-        let bars = market();
-        let mut a = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15]).unwrap();
-        let mut out = Vec::new();
-        for bar in &bars[..300] {
-            a.on_bar(bar, &mut out).unwrap();
-        }
-        let snapshot = postcard::to_stdvec(a.series()).unwrap();
-
-        let other_timeframes = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 5]).unwrap();
-        let sma = [IndicatorChoice::new("sma", &[("period", 3.0)])];
-        let other_choices = IndicatorBank::new(&sma, &[1, 3, 5, 15]).unwrap();
-        let mut ema10 = IndicatorChoice::defaults();
-        ema10[0].params.insert("period".into(), 10.0);
-        let other_params = IndicatorBank::new(&ema10, &[1, 3, 5, 15]).unwrap();
-        for mut bank in [other_timeframes, other_choices, other_params] {
-            let mut fresh = bank.clone();
-            bank.restore_series(postcard::from_bytes(&snapshot).unwrap());
-            assert_eq!(bank.series().instruments(), 0, "{bank:?}");
-            let (mut got, mut want) = (Vec::new(), Vec::new());
-            for bar in &bars[300..] {
-                bank.on_bar(bar, &mut got).unwrap();
-                fresh.on_bar(bar, &mut want).unwrap();
-            }
-            assert_eq!(exact(&got), exact(&want));
-        }
-        // The same configuration is restored.
-        let mut same = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15]).unwrap();
-        same.restore_series(postcard::from_bytes(&snapshot).unwrap());
-        assert_eq!(same.series().instruments(), 3);
     }
 }

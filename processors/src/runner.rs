@@ -271,6 +271,16 @@ impl ConsumerContext for RebalanceCounter {
 
 type TicksConsumer = StreamConsumer<RebalanceCounter>;
 
+/// What shapes a core's state: lateness, pricing and chain settings, indicators and
+/// timeframes. Written into every snapshot; a snapshot with another one is refused, since
+/// its state would not line up with this run's series.
+fn settings_fingerprint(settings: &CoreSettings, config: &ProcessorConfig) -> String {
+    format!(
+        "{settings:?} indicators={:?} timeframes={:?}",
+        config.indicators, config.timeframes
+    )
+}
+
 /// Everything needed to build or restore one partition's core.
 #[derive(Clone)]
 struct CoreFactory {
@@ -283,25 +293,28 @@ struct CoreFactory {
 
 impl CoreFactory {
     fn empty(&self) -> TickProcessor {
-        let mut core = TickProcessor::new(self.settings.clone(), self.indicators.clone());
-        for instrument in &self.master {
-            register(&mut core, instrument);
-        }
-        core
+        self.with_master(TickProcessor::new(
+            self.settings.clone(),
+            self.indicators.clone(),
+        ))
     }
 
     fn restore(&self, bytes: &[u8]) -> Result<TickProcessor, SnapshotError> {
-        let mut core = TickProcessor::restore(
+        let core = TickProcessor::restore(
             bytes,
             &self.fingerprint,
             self.settings.clone(),
             self.indicators.clone(),
         )?;
         // Registering again is a no-op for known tokens and adds instruments listed since.
+        Ok(self.with_master(core))
+    }
+
+    fn with_master(&self, mut core: TickProcessor) -> TickProcessor {
         for instrument in &self.master {
             register(&mut core, instrument);
         }
-        Ok(core)
+        core
     }
 }
 
@@ -375,10 +388,7 @@ pub async fn run(
             "instance_id must not be empty".into(),
         ));
     }
-    let fingerprint = format!(
-        "{settings:?} indicators={:?} timeframes={:?}",
-        config.indicators, config.timeframes
-    );
+    let fingerprint = settings_fingerprint(&settings, &config);
     let feed = InstrumentFeed::start(
         &config.brokers,
         &config.topics.instruments(),
@@ -428,7 +438,6 @@ pub async fn run(
         consumer,
         partitions: BTreeMap::new(),
         rebalances_seen: 0,
-        fingerprint: factory.fingerprint.clone(),
     };
     let batch_wait = Duration::from_millis(config.batch_wait_ms);
     // Records borrow this handle, not `stage`, so a record can be applied (and the stage
@@ -485,7 +494,7 @@ pub async fn run(
             stage.restore_all(&factory, false).await?;
             continue;
         }
-        if let Err(e) = stage.commit(&mut outbox, batch, false).await {
+        if let Err(e) = stage.commit(&factory, &mut outbox, batch, false).await {
             if !is_abortable(&e) {
                 return Err(e);
             }
@@ -496,7 +505,9 @@ pub async fn run(
     }
     // A final snapshot of every partition makes the next start replay nothing.
     if !stage.partitions.is_empty() && !stage.rebalanced() {
-        stage.commit(&mut outbox, Batch::default(), true).await?;
+        stage
+            .commit(&factory, &mut outbox, Batch::default(), true)
+            .await?;
     }
     info!("processor stopped");
     Ok(())
@@ -553,8 +564,6 @@ struct Stage<'a> {
     consumer: Arc<TicksConsumer>,
     partitions: BTreeMap<i32, Partition>,
     rebalances_seen: u64,
-    /// Fingerprint of the settings, written into every snapshot.
-    fingerprint: String,
 }
 
 impl Stage<'_> {
@@ -642,6 +651,7 @@ impl Stage<'_> {
     /// `snapshot_all`), and the next offsets with the group metadata.
     async fn commit(
         &mut self,
+        factory: &CoreFactory,
         outbox: &mut Outbox,
         mut batch: Batch,
         snapshot_all: bool,
@@ -671,7 +681,7 @@ impl Stage<'_> {
             }
             let state = partition
                 .core
-                .snapshot(&self.fingerprint)
+                .snapshot(&factory.fingerprint)
                 .map_err(|e| ProcessorError::State(e.to_string()))?;
             let bytes = snapshot_record(partition.next_offset, &state);
             let key = state_key(&self.config.group_id, id);
@@ -1046,6 +1056,27 @@ fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprint_changes_with_everything_that_shapes_state() {
+        let config = ProcessorConfig::default();
+        let settings = |lateness| CoreSettings::with_lateness(lateness);
+        let base = settings_fingerprint(&settings(2_000_000), &config);
+        assert_eq!(base, settings_fingerprint(&settings(2_000_000), &config));
+        assert_ne!(base, settings_fingerprint(&settings(3_000_000), &config));
+        let mut other = config.clone();
+        other.timeframes = vec![1, 5];
+        assert_ne!(base, settings_fingerprint(&settings(2_000_000), &other));
+        let mut other = config.clone();
+        other.indicators[0].params.insert("period".into(), 10.0);
+        assert_ne!(base, settings_fingerprint(&settings(2_000_000), &other));
+        let mut other = config.clone();
+        other.indicators.truncate(1);
+        assert_ne!(base, settings_fingerprint(&settings(2_000_000), &other));
+        let mut nse = CoreSettings::with_lateness(2_000_000);
+        nse.chain.pricer = Pricer::new(Convention::BlackScholesSpot { rate: 0.1 });
+        assert_ne!(base, settings_fingerprint(&nse, &config));
+    }
 
     #[test]
     fn snapshot_record_carries_its_offset() {
