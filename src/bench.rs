@@ -10,11 +10,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use implied_vol::solver::Jaeckel;
 use implied_vol::ImpliedBlackVolatility;
+use strikeflow_analytics::indicator_bank::{IndicatorBank, IndicatorChoice};
+use strikeflow_analytics::pricing::{Convention, OptionKind, Pricer};
+use strikeflow_analytics::{CoreSettings, Output, TickProcessor};
 use strikeflow_ingest::{MarketSimulator, SimulateConfig};
 use strikeflow_kafka::{delete_topics, ensure_topics, Outbox};
-use strikeflow_processors::indicator_bank::{IndicatorBank, IndicatorChoice};
-use strikeflow_processors::pricing::{Convention, OptionKind, Pricer};
-use strikeflow_processors::{CoreSettings, Output, TickProcessor};
 use strikeflow_schemas::{encode, Topics};
 use tokio_util::sync::CancellationToken;
 
@@ -137,7 +137,7 @@ pub fn process(config: &Config, ticks: usize, tick_interval_ms: u64) -> Result<(
     let input: Vec<_> = (0..ticks).map(|_| market.next_tick()).collect();
     let settings = CoreSettings {
         allowed_lateness_micros: 2_000_000,
-        chain: config.processor().analytics.chain_settings()?,
+        chain: config.processor().settings.analytics.chain_settings(),
     };
     let bank = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15])?;
     let mut core = TickProcessor::new(settings, bank);
@@ -184,7 +184,7 @@ pub fn process(config: &Config, ticks: usize, tick_interval_ms: u64) -> Result<(
         "bench",
         CoreSettings {
             allowed_lateness_micros: 2_000_000,
-            chain: config.processor().analytics.chain_settings()?,
+            chain: config.processor().settings.analytics.chain_settings(),
         },
         IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15])?,
     )?;
@@ -248,7 +248,7 @@ pub fn process(config: &Config, ticks: usize, tick_interval_ms: u64) -> Result<(
 /// Kafka transaction as the outputs, so a committed offset means its outputs are in Kafka).
 pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -> Result<()> {
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-    use strikeflow_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
 
     let topics = bench_topics(config).await?;
     let brokers = &config.kafka.brokers;
@@ -265,15 +265,15 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
     let report = strikeflow_ingest::run_simulation(fill, CancellationToken::new()).await?;
 
     let mut processor = config.processor();
-    processor.topics = topics.clone();
-    processor.group_id = format!("{}processors", topics.prefix);
-    let group = processor.group_id.clone();
+    processor.kafka.topics = topics.clone();
+    processor.settings.group_id = format!("{}processors", topics.prefix);
+    let group = processor.settings.group_id.clone();
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let stage = tokio::spawn(strikeflow_processors::run(processor, shutdown.clone()));
 
-    let watcher: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    // Only reads the group's committed offsets; never joins it.
+    let watcher: BaseConsumer = strikeflow_kafka::client_config(brokers)
         .set("group.id", &group)
         .create()?;
     let mut partitions = TopicPartitionList::new();
@@ -339,13 +339,9 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
 fn record_sizes(brokers: &str, topic: &str) -> Result<Vec<usize>> {
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
     use strikeflow_kafka::rdkafka::error::KafkaError;
-    use strikeflow_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-sizes"))
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()?;
+    use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
+    let reader: BaseConsumer =
+        strikeflow_kafka::reader_config(brokers, &format!("{topic}-sizes")).create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     reader.assign(&tpl)?;

@@ -2,24 +2,34 @@
 //! TOML file, then environment variables.
 //!
 //! Connection settings live in one place (`[kafka]`, `[database]`, `[redis]`, `[auth]`) and
-//! are copied into each stage's own configuration by the accessors below, so a stage
-//! section only carries that stage's tuning.
+//! are combined with each stage's own section (only its tuning) by the accessors below.
+//! Every section refuses keys it does not know, so a typo is an error naming the key rather
+//! than a setting silently left at its default; [`Config::validate`] then checks the values.
+
+mod error;
+mod validate;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use strikeflow_ingest::{SimulateConfig, SimulatorConfig};
-use strikeflow_processors::ProcessorConfig;
-use strikeflow_push::PushConfig;
+use strikeflow_kafka::KafkaConnection;
+use strikeflow_processors::{ProcessorConfig, ProcessorSettings};
+use strikeflow_push::{PushConfig, PushSettings};
 use strikeflow_schemas::Topics;
-use strikeflow_sink::SinkConfig;
+use strikeflow_sink::{SinkConfig, SinkSettings};
+
+pub use error::ConfigError;
 
 /// The whole configuration of a strikeflow deployment.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Kafka connection and topic naming.
     pub kafka: KafkaSection,
@@ -27,23 +37,23 @@ pub struct Config {
     pub database: DatabaseSection,
     /// Redis (latest-value snapshots for the push stage).
     pub redis: RedisSection,
-    /// Token signing for the WebSocket and REST API.
+    /// Token signing for the WebSocket API.
     pub auth: AuthSection,
     /// Logs and metrics.
     pub telemetry: TelemetrySection,
     /// The simulator used by `ingest simulate` and `run`.
     pub simulate: SimulateSection,
-    /// Processor tuning (connection fields here are ignored: `[kafka]` wins).
-    pub processor: ProcessorConfig,
-    /// Sink tuning (connection fields here are ignored).
-    pub sink: SinkConfig,
-    /// Push server settings (connection fields here are ignored).
-    pub push: PushConfig,
+    /// Processor tuning.
+    pub processor: ProcessorSettings,
+    /// Sink tuning.
+    pub sink: SinkSettings,
+    /// Push server tuning.
+    pub push: PushSettings,
 }
 
-/// `[kafka]`: where the brokers are and how topics are named.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+/// `[kafka]`: where the brokers are and how topics are named, for every stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KafkaSection {
     /// Bootstrap servers (env `KAFKA_BROKERS`).
     pub brokers: String,
@@ -63,9 +73,9 @@ impl Default for KafkaSection {
     }
 }
 
-/// `[database]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+/// `[database]`: the PostgreSQL the sink writes to and push checks for readiness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseSection {
     /// Connection string (env `DATABASE_URL`).
     pub url: String,
@@ -79,9 +89,9 @@ impl Default for DatabaseSection {
     }
 }
 
-/// `[redis]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+/// `[redis]`: where push keeps the latest value of each channel for new subscribers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedisSection {
     /// Connection URL (env `REDIS_URL`).
     pub url: String,
@@ -95,9 +105,9 @@ impl Default for RedisSection {
     }
 }
 
-/// `[auth]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+/// `[auth]`: the secret client tokens are signed with, shared by `push` and `token`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     /// HS256 secret for client tokens (env `STRIKEFLOW_JWT_SECRET`). The default is for
     /// local development only.
@@ -112,9 +122,9 @@ impl Default for AuthSection {
     }
 }
 
-/// `[telemetry]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+/// `[telemetry]`: logs and metrics, which every subcommand sets up the same way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TelemetrySection {
     /// Log filter in `RUST_LOG` syntax (env `RUST_LOG` wins).
     pub log: String,
@@ -141,60 +151,66 @@ fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
     text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
-/// `[simulate]`: the simulated market and how fast it is published.
+/// `[simulate]`: how fast the simulated market is published; `[simulate.market]` is the
+/// market itself (a table of its own, so each side can refuse keys it does not know).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SimulateSection {
-    /// The market itself.
-    #[serde(flatten)]
-    pub market: SimulatorConfig,
     /// Ticks per second of wall time; 0 = as fast as Kafka takes them.
     pub rate: f64,
     /// Stop after this many ticks; 0 = run until stopped.
     pub max_ticks: u64,
+    /// The simulated market.
+    pub market: SimulatorConfig,
 }
 
 impl Default for SimulateSection {
     fn default() -> Self {
         Self {
-            market: SimulatorConfig::default(),
             rate: 2_000.0,
             max_ticks: 0,
+            market: SimulatorConfig::default(),
         }
     }
 }
 
-/// Why the configuration could not be read (boxed: figment's error is large and this is
-/// returned once, at start-up).
-pub type ConfigError = Box<figment::Error>;
+/// Variables under the `STRIKEFLOW_` prefix that are not settings: the binary's
+/// `--config` flag, the secret's conventional name (mapped below) and the tests' Python.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "JWT_SECRET", "PYTHON"];
+
+/// Conventional variable names and the keys they set; they win over everything else.
+const CONVENTIONAL_VARS: &[(&str, &str)] = &[
+    ("KAFKA_BROKERS", "kafka.brokers"),
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+    ("STRIKEFLOW_JWT_SECRET", "auth.jwt_secret"),
+];
+
+/// The generic overrides: `STRIKEFLOW_SINK__BATCH_ROWS=5000` sets `[sink] batch_rows`.
+fn settings_env() -> Env {
+    Env::prefixed("STRIKEFLOW_")
+        .split("__")
+        .ignore(NOT_SETTINGS)
+}
 
 impl Config {
     /// Loads defaults, then `path` (if given, it must exist; otherwise `strikeflow.toml` in
-    /// the working directory when present), then the environment.
+    /// the working directory when present), then the environment. Unknown keys and values
+    /// of the wrong type are errors naming the key and where it came from; call
+    /// [`Config::validate`] next for the values' ranges.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::new();
         match path {
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
             None => figment = figment.merge(Toml::file("strikeflow.toml")),
         }
-        // Generic overrides: STRIKEFLOW_SINK__BATCH_ROWS=5000 sets [sink] batch_rows.
-        figment = figment.merge(Env::prefixed("STRIKEFLOW_").split("__").ignore(&[
-            "CONFIG",
-            "JWT_SECRET",
-            "PYTHON",
-        ]));
-        // The conventional names win over everything else.
-        for (var, key) in [
-            ("KAFKA_BROKERS", "kafka.brokers"),
-            ("DATABASE_URL", "database.url"),
-            ("REDIS_URL", "redis.url"),
-            ("STRIKEFLOW_JWT_SECRET", "auth.jwt_secret"),
-        ] {
+        figment = figment.merge(settings_env());
+        for (var, key) in CONVENTIONAL_VARS {
             if let Ok(value) = std::env::var(var) {
                 figment = figment.merge(Serialized::global(key, value));
             }
         }
-        figment.extract().map_err(Box::new)
+        figment.extract().map_err(ConfigError::load)
     }
 
     /// Topic names of this deployment.
@@ -202,34 +218,39 @@ impl Config {
         Topics::new(self.kafka.topic_prefix.clone())
     }
 
+    /// Where Kafka is, as every stage needs it.
+    pub fn kafka_connection(&self) -> KafkaConnection {
+        KafkaConnection {
+            brokers: self.kafka.brokers.clone(),
+            topics: self.topics(),
+        }
+    }
+
     /// The processor stage's configuration.
     pub fn processor(&self) -> ProcessorConfig {
         ProcessorConfig {
-            brokers: self.kafka.brokers.clone(),
-            topics: self.topics(),
-            ..self.processor.clone()
+            kafka: self.kafka_connection(),
+            settings: self.processor.clone(),
         }
     }
 
     /// The sink stage's configuration.
     pub fn sink(&self) -> SinkConfig {
         SinkConfig {
-            brokers: self.kafka.brokers.clone(),
-            topics: self.topics(),
+            kafka: self.kafka_connection(),
             database_url: self.database.url.clone(),
-            ..self.sink.clone()
+            settings: self.sink.clone(),
         }
     }
 
     /// The push stage's configuration.
     pub fn push(&self) -> PushConfig {
         PushConfig {
-            brokers: self.kafka.brokers.clone(),
-            topics: self.topics(),
+            kafka: self.kafka_connection(),
             database_url: self.database.url.clone(),
             redis_url: self.redis.url.clone(),
             jwt_secret: self.auth.jwt_secret.clone(),
-            ..self.push.clone()
+            settings: self.push.clone(),
         }
     }
 
@@ -243,42 +264,5 @@ impl Config {
             rate: (self.simulate.rate > 0.0).then_some(self.simulate.rate),
             record: None,
         }
-    }
-}
-
-#[cfg(test)]
-// figment::Jail's closures return figment's own (large) error type.
-#[allow(clippy::result_large_err)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_then_env_override_defaults() {
-        figment::Jail::expect_with(|jail| {
-            // `./dev test` exports KAFKA_BROKERS and friends; this test sets its own.
-            jail.clear_env();
-            jail.create_file(
-                "custom.toml",
-                "[kafka]\nbrokers = \"file:9092\"\ntopic_prefix = \"demo.\"\n[sink]\nbatch_rows = 7\n",
-            )?;
-            jail.set_env("STRIKEFLOW_PROCESSOR__ALLOWED_LATENESS_MS", "1234");
-            jail.set_env("DATABASE_URL", "postgres://elsewhere/db");
-            let config = Config::load(Some(Path::new("custom.toml"))).map_err(|e| *e)?;
-            assert_eq!(config.sink().brokers, "file:9092");
-            assert_eq!(config.sink().batch_rows, 7);
-            assert_eq!(config.sink().database_url, "postgres://elsewhere/db");
-            assert_eq!(config.processor().allowed_lateness_ms, 1234);
-            assert_eq!(config.processor().topics.ticks(), "demo.ticks.v1");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn missing_explicit_file_is_an_error() {
-        figment::Jail::expect_with(|jail| {
-            jail.clear_env();
-            assert!(Config::load(Some(Path::new("nope.toml"))).is_err());
-            Ok(())
-        });
     }
 }

@@ -1,5 +1,6 @@
-//! The strikeflow binary's library half: configuration, migrations and stage wiring, shared
-//! by `main.rs` and the end-to-end tests.
+//! The strikeflow binary's library half: configuration, migrations and benchmarks, shared
+//! by `main.rs` and the end-to-end tests (which build stage configurations the way the
+//! binary does).
 
 pub mod bench;
 pub mod config;

@@ -10,8 +10,7 @@ use common::{count, eventually, Sandbox};
 use strikeflow_ingest::{MarketSimulator, SimulatorConfig};
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::message::{Headers, Message};
-use strikeflow_kafka::rdkafka::ClientConfig;
-use strikeflow_kafka::Outbox;
+use strikeflow_kafka::{consumer_config, Outbox};
 use tokio_util::sync::CancellationToken;
 
 const TICKS: u64 = 30_000;
@@ -157,10 +156,8 @@ async fn undecodable_messages_are_dead_lettered_with_reason_and_skipped() {
     stop.cancel();
     sink.await.unwrap().expect("graceful stop");
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.brokers)
-        .set("group.id", format!("{}-dlq-reader", sandbox.name))
-        .set("auto.offset.reset", "earliest")
+    let group = format!("{}-dlq-reader", sandbox.name);
+    let consumer: StreamConsumer = consumer_config(&config.kafka.brokers, &group)
         .create()
         .unwrap();
     let dlq = topics.dead_letter(&topics.ticks());

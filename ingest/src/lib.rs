@@ -2,11 +2,13 @@
 //!
 //! Sources (the [`simulator`], [`replay`] of recordings, the [`kite`] ticker) produce
 //! [`strikeflow_schemas::Tick`]s; the [`publisher`] validates them and sends them to `ticks.v1`
-//! keyed by option chain, after the instrument master went to `instruments.v1`.
+//! keyed by option chain, after the instrument master went to `instruments.v1`. Every metric
+//! they emit is named in [`metrics`].
 
 pub mod calendar;
 pub mod kite;
 pub mod master;
+pub mod metrics;
 pub mod publisher;
 pub mod replay;
 pub mod simulate;

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use strikeflow_kafka::rdkafka::consumer::StreamConsumer;
 use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
-use strikeflow_kafka::rdkafka::ClientConfig;
-use strikeflow_kafka::{partition_ids, DeadLetter, KafkaError, Outbox};
+use strikeflow_kafka::{client_config, partition_ids, DeadLetter, KafkaError, Outbox};
 use strikeflow_schemas::{
     encode_into, Instrument, InstrumentType, Tick, Topics, REFERENCE_COPY_HEADER,
 };
@@ -155,10 +154,9 @@ impl TickPublisher {
             Err(rejection) => {
                 self.rejected += 1;
                 let (reason, position) = (rejection.to_string(), position());
-                metrics::counter!("ingest_rejected_total", "reason" => rejection.kind())
-                    .increment(1);
                 let letter = DeadLetter {
                     reason: &reason,
+                    kind: rejection.kind(),
                     stage: "ingest",
                     source: None,
                     position: Some(&position),
@@ -178,17 +176,19 @@ impl TickPublisher {
         Ok(())
     }
 
-    /// Dead-letters input that is not a tick at all (a malformed recorded line, say).
+    /// Dead-letters input that is not a tick at all (a malformed recorded line, say);
+    /// `kind` labels it in `dead_letters_total` (`malformed`, `kite_frame`, …).
     pub async fn reject_raw(
         &mut self,
         payload: &[u8],
+        kind: &str,
         reason: &str,
         position: &str,
     ) -> Result<(), IngestError> {
         self.rejected += 1;
-        metrics::counter!("ingest_rejected_total", "reason" => "malformed").increment(1);
         let letter = DeadLetter {
             reason,
+            kind,
             stage: "ingest",
             source: None,
             position: Some(position),
@@ -219,9 +219,7 @@ impl TickPublisher {
 /// in the metadata yet.
 fn ticks_partitions(brokers: &str, topic: &str) -> Result<Vec<i32>, KafkaError> {
     // A plain client for one metadata request; it never joins a group or consumes.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let consumer: StreamConsumer = client_config(brokers).create()?;
     let started = Instant::now();
     loop {
         match partition_ids(&consumer, topic, METADATA_TIMEOUT) {

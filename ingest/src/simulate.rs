@@ -8,6 +8,7 @@ use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::metrics::{self, Source};
 use crate::publisher::TickPublisher;
 use crate::replay::TickRecorder;
 use crate::simulator::{MarketSimulator, SimulatorConfig};
@@ -63,6 +64,7 @@ pub async fn run_simulation(
     config: SimulateConfig,
     shutdown: CancellationToken,
 ) -> Result<SimulationReport, IngestError> {
+    metrics::describe();
     let started = Instant::now();
     let mut market = MarketSimulator::new(&config.simulator)?;
     // Simulated time is not wall time, so there is no "in the future" check.
@@ -120,8 +122,7 @@ pub async fn run_simulation(
     if let Some(recorder) = recorder {
         recorder.finish()?;
     }
-    metrics::counter!("ingest_ticks_total", "source" => "simulator")
-        .increment(publisher.published());
+    metrics::ticks(Source::Simulator).increment(publisher.published());
     let report = SimulationReport {
         instruments,
         ticks: publisher.published(),

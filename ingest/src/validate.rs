@@ -28,14 +28,22 @@ pub enum Rejection {
     NegativePrice(&'static str, f64),
     /// A price is not a multiple of the instrument's tick size.
     OffTickGrid {
+        /// Which price (`ltp`, `bid`, `ask`).
         field: &'static str,
+        /// The price as received.
         price: f64,
+        /// The instrument's tick size from the master.
         tick_size: f64,
     },
     /// The exchange timestamp is outside 09:00–15:30 IST on a weekday.
     OutsideSession(i64),
     /// The exchange timestamp is ahead of the wall clock by more than the tolerance.
-    InFuture { ts: i64, now: i64 },
+    InFuture {
+        /// The tick's exchange timestamp, in micros since the epoch.
+        ts: i64,
+        /// The wall clock it was checked against, in micros since the epoch.
+        now: i64,
+    },
     /// Open interest below zero.
     NegativeOi(i64),
     /// Volume or a quantity below zero.

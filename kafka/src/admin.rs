@@ -6,10 +6,14 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 use strikeflow_schemas::TopicSpec;
 
-use crate::KafkaError;
+use crate::{client_config, KafkaError};
+
+/// An admin client for `brokers`.
+fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    Ok(client_config(brokers).create()?)
+}
 
 /// Creates every topic in `specs` that does not exist yet (auto-creation is off on purpose:
 /// partition counts are part of the design). Existing topics are left as they are.
@@ -18,9 +22,7 @@ pub async fn ensure_topics(
     specs: &[TopicSpec],
     replication: i32,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin = admin(brokers)?;
     // NewTopic borrows its settings, so their text must outlive `configs`.
     let max_bytes: Vec<Option<String>> = specs
         .iter()
@@ -63,9 +65,7 @@ pub async fn ensure_topics(
 
 /// Deletes topics (benchmarks clean up after themselves); missing topics are not an error.
 pub async fn delete_topics(brokers: &str, names: &[&str]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin = admin(brokers)?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.delete_topics(names, &options).await? {
         match result {

@@ -2,17 +2,27 @@
 //!
 //! Every stage produces the same way (idempotent, batched, never awaiting sends one at a
 //! time), dead-letters the same way (reason and origin in headers) and needs the same topics
-//! to exist. Keeping that here means one place decides those settings.
+//! to exist, builds its clients from the same settings ([`client_config`] and the builders
+//! on it), reads compacted topics with one [`CompactedReader`] and collects batches with one
+//! [`BatchCollector`]. Keeping that here means one place decides those settings.
 
 mod admin;
+mod batch;
+mod compacted;
+mod connection;
+pub mod metrics;
 mod outbox;
 
 pub use admin::{delete_topics, ensure_topics, partition_ids};
+pub use batch::BatchCollector;
+pub use compacted::CompactedReader;
+pub use connection::{
+    client_config, consumer_config, producer_config, reader_config, KafkaConnection,
+};
 pub use outbox::{DeadLetter, Outbox};
 pub use rdkafka;
 
 use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
 
 /// Whether a ticks record is a reference copy of a spot tick (it carries
 /// [`strikeflow_schemas::REFERENCE_COPY_HEADER`]). Sink and push skip copies; the processor
@@ -51,33 +61,7 @@ pub enum KafkaError {
         /// What the broker said.
         reason: String,
     },
-}
-
-/// Producer settings every stage uses: idempotent (no duplicates on retry), acks from all
-/// in-sync replicas, small linger and LZ4 so throughput comes from batching.
-pub fn producer_config(brokers: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("compression.type", "lz4")
-        // Murmur2 is what Java clients use, so non-Rust producers keyed by chain agree.
-        .set("partitioner", "murmur2_random");
-    config
-}
-
-/// Consumer settings every stage uses: offsets stored by hand once the work is durable,
-/// committed transactions only.
-pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group_id)
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
-    config
+    /// A metadata request run on a blocking thread panicked or was cancelled.
+    #[error("a Kafka metadata request task failed")]
+    Task(#[source] tokio::task::JoinError),
 }

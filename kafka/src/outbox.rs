@@ -7,6 +7,7 @@ use rdkafka::message::{Header, OwnedHeaders, ToBytes};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::metrics::DeadLettered;
 use crate::KafkaError;
 
 /// A producer plus the deliveries it still owes an acknowledgement for.
@@ -24,6 +25,9 @@ pub struct Outbox {
 pub struct DeadLetter<'a> {
     /// Why the message was rejected, for a human reading the topic.
     pub reason: &'a str,
+    /// The reason as a short, fixed label (`undecodable`, `late`, `off_tick_grid`, …): the
+    /// `reason` label of `dead_letters_total`, so one count says both how many and why.
+    pub kind: &'a str,
     /// The stage that rejected it (`ingest`, `processor`, `sink`).
     pub stage: &'a str,
     /// Where it was read from, when it was read from Kafka.
@@ -112,7 +116,9 @@ impl Outbox {
         self.enqueue(record)
     }
 
-    /// Enqueues a rejected message on a dead-letter topic with its reason and origin.
+    /// Enqueues a rejected message on a dead-letter topic with its reason and origin. This
+    /// is where dead letters are logged and counted (`dead_letters_total`), so a stage does
+    /// not count them again.
     pub fn dead_letter(
         &mut self,
         topic: &str,
@@ -120,8 +126,14 @@ impl Outbox {
         payload: &[u8],
         letter: &DeadLetter<'_>,
     ) -> Result<(), KafkaError> {
-        tracing::warn!(reason = letter.reason, stage = letter.stage, source = ?letter.source, "dead-lettering message");
-        metrics::counter!("dead_letters_total", "stage" => letter.stage.to_owned()).increment(1);
+        DeadLettered {
+            stage: letter.stage,
+            topic,
+            reason: letter.reason,
+            kind: letter.kind,
+            source: letter.source,
+        }
+        .emit();
         let mut record = FutureRecord::to(topic)
             .payload(payload)
             .headers(letter.headers());

@@ -6,7 +6,8 @@
 //! tokens to trading symbols). Each process uses a unique `group.id` (librdkafka wants one
 //! even for manual assignment) and commits nothing: push is a read-only view.
 //!
-//! Instruments are read on their own consumer and always take priority, and live data waits
+//! Instruments are read by the shared [`CompactedReader`] (the processor reads the master
+//! the same way) and always take priority, and live data waits
 //! (buffered by librdkafka, not lost) until the instrument map has caught up at start-up, so
 //! the first bars after a restart already go to `bars.<tradingsymbol>`. A tick or bar whose
 //! token is still unknown is counted and published on `bars.<token>` / `ticks.<token>`.
@@ -19,14 +20,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use metrics::Counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
+use strikeflow_kafka::{reader_config, CompactedReader, KafkaError};
 use strikeflow_schemas::{AvroRecord, Bar, Instrument, Tick, Topics};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -38,66 +39,31 @@ use crate::stats;
 
 /// How long live data waits for the instrument map to catch up at start-up.
 pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
-/// How often topics are re-checked for new partitions once all are assigned.
+/// How often the live topics are re-checked for new partitions once all are assigned.
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
-/// How often missing topics are looked for.
+/// How often missing live topics are looked for.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Time limit for a metadata request.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a consumer error so a broken broker does not spin the loop.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Which consumer a configuration is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    Instruments,
-    Live,
-}
-
-/// A unique consumer group id for this process (never shared, never committed to).
-fn group_id(purpose: Purpose) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let purpose = match purpose {
-        Purpose::Instruments => "instruments",
-        Purpose::Live => "live",
-    };
-    format!("strikeflow-push-{}-{nanos:x}-{purpose}", std::process::id())
-}
-
-fn consumer_config(brokers: &str, purpose: Purpose) -> ClientConfig {
-    let mut config = ClientConfig::new();
+/// The live consumer's settings: a reader of its own (see [`reader_config`]) whose first
+/// position in a partition is its end, since push is a live view.
+fn live_config(brokers: &str) -> ClientConfig {
+    let mut config = reader_config(brokers, "push-live");
     config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group_id(purpose))
         .set("client.id", "strikeflow-push")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        // Only what the processors committed: never show a bar from an aborted transaction.
-        .set("isolation.level", "read_committed")
-        .set(
-            "auto.offset.reset",
-            match purpose {
-                Purpose::Instruments => "earliest",
-                Purpose::Live => "latest",
-            },
-        )
-        .set(
-            "enable.partition.eof",
-            match purpose {
-                Purpose::Instruments => "true",
-                Purpose::Live => "false",
-            },
-        );
+        .set("auto.offset.reset", "latest")
+        // Nothing waits for the live topics' ends.
+        .set("enable.partition.eof", "false");
     config
 }
 
-/// The Kafka side of push: two consumers and the state that turns messages into channel
-/// messages.
+/// The Kafka side of push: the instrument reader, the live consumer and the state that
+/// turns messages into channel messages.
 pub struct Feed {
-    instruments: StreamConsumer,
+    instruments: CompactedReader,
     live: Arc<StreamConsumer>,
     topics: Topics,
     state: FeedState,
@@ -111,9 +77,8 @@ impl Feed {
         hub: Arc<Hub>,
         snapshots: Arc<SnapshotStore>,
     ) -> Result<Feed, KafkaError> {
-        let instruments: StreamConsumer =
-            consumer_config(brokers, Purpose::Instruments).create()?;
-        let live: StreamConsumer = consumer_config(brokers, Purpose::Live).create()?;
+        let instruments = CompactedReader::new(brokers, &topics.instruments(), "push-instruments")?;
+        let live: StreamConsumer = live_config(brokers).create()?;
         Ok(Feed {
             instruments,
             live: Arc::new(live),
@@ -131,81 +96,58 @@ impl Feed {
     /// Consume until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let Feed {
-            instruments,
+            mut instruments,
             live,
             topics,
             mut state,
         } = self;
-        let instruments = Arc::new(instruments);
-        let instruments_topic = topics.instruments();
-        let ticks_topic = topics.ticks();
-        let bars_topic = topics.bars();
+        let (ticks_topic, bars_topic) = (topics.ticks(), topics.bars());
+        let mut live_topics = LiveTopics::new([ticks_topic.clone(), bars_topic.clone()]);
 
-        let mut assigned_instruments: HashSet<i32> = HashSet::new();
-        let mut assigned_ticks: HashSet<i32> = HashSet::new();
-        let mut assigned_bars: HashSet<i32> = HashSet::new();
-        let mut eof: HashSet<i32> = HashSet::new();
-        let mut caught_up = false;
-        let catch_up_deadline = tokio::time::sleep(CATCH_UP_LIMIT);
-        tokio::pin!(catch_up_deadline);
-        let mut next_refresh = Instant::now();
+        // The instrument map catches up first; meanwhile the live partitions are assigned
+        // (at their end) and their data waits in librdkafka.
+        let stopped = {
+            let catch_up = instruments.catch_up(CATCH_UP_LIMIT, |msg| {
+                state.on_instrument(msg.payload());
+                None::<()>
+            });
+            tokio::pin!(catch_up);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break true,
+                    _ = &mut catch_up => break false,
+                    _ = tokio::time::sleep_until(live_topics.next_refresh) => {
+                        live_topics.refresh(&live).await;
+                    }
+                }
+            }
+        };
+        if stopped {
+            instruments.close().await;
+            return;
+        }
+        tracing::info!(
+            instruments = state.symbols.len(),
+            caught_up = instruments.caught_up(),
+            "serving live data"
+        );
 
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(next_refresh) => {
-                    let mut complete = true;
-                    for (consumer, topic, assigned, live_view) in [
-                        (&instruments, &instruments_topic, &mut assigned_instruments, false),
-                        (&live, &ticks_topic, &mut assigned_ticks, true),
-                        (&live, &bars_topic, &mut assigned_bars, true),
-                    ] {
-                        // A live topic's first partitions begin at the end (push is a live
-                        // view); partitions added later begin at the start (all of it is new).
-                        let offset = if live_view && assigned.is_empty() {
-                            Offset::End
-                        } else {
-                            Offset::Beginning
-                        };
-                        match assign_new(consumer, topic, assigned, offset).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(topic = %topic, partitions = n, "assigned"),
-                            Err(err) => {
-                                complete = false;
-                                tracing::debug!(topic = %topic, error = %err, "topic not ready");
-                            }
-                        }
-                    }
-                    if !caught_up && !assigned_instruments.is_empty()
-                        && assigned_instruments.is_subset(&eof)
-                    {
-                        caught_up = true;
-                    }
-                    next_refresh = Instant::now() + if complete { REFRESH_EVERY } else { RETRY_EVERY };
+                _ = tokio::time::sleep_until(live_topics.next_refresh) => {
+                    live_topics.refresh(&live).await;
                 }
-                msg = instruments.recv() => match msg {
-                    Ok(msg) => {
-                        state.on_instrument(msg.payload());
-                        drop(msg);
-                        tokio::task::coop::consume_budget().await;
-                    }
-                    Err(KafkaError::PartitionEOF(partition)) => {
-                        eof.insert(partition);
-                        if !caught_up && assigned_instruments.is_subset(&eof) {
-                            caught_up = true;
-                            tracing::info!(
-                                instruments = state.symbols.len(),
-                                "instrument map caught up; serving live data"
-                            );
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "instruments consumer error");
-                        tokio::time::sleep(ERROR_BACKOFF).await;
-                    }
-                },
-                msg = live.recv(), if caught_up => match msg {
+                // Instruments always take priority, so a new instrument's first ticks
+                // already find its symbol.
+                msg = instruments.recv() => {
+                    state.on_instrument(msg.payload());
+                    drop(msg);
+                    tokio::task::coop::consume_budget().await;
+                }
+                msg = live.recv() => match msg {
                     Ok(msg) => {
                         let topic = msg.topic();
                         if topic == ticks_topic {
@@ -223,34 +165,48 @@ impl Feed {
                         tokio::time::sleep(ERROR_BACKOFF).await;
                     }
                 },
-                _ = &mut catch_up_deadline, if !caught_up => {
-                    caught_up = true;
-                    tracing::warn!(
-                        instruments = state.symbols.len(),
-                        "instrument map not caught up after {CATCH_UP_LIMIT:?}; serving live data anyway"
-                    );
-                }
             }
         }
-        // Closing a consumer can block briefly inside librdkafka; keep it off the runtime.
-        let closed = tokio::task::spawn_blocking(move || drop(instruments)).await;
-        if let Err(err) = closed {
-            tracing::warn!(error = %err, "closing the instruments consumer failed");
-        }
+        instruments.close().await;
         tracing::debug!("feed stopped");
     }
 }
 
-/// Partition ids of `topic`, or why there are none yet.
-async fn partitions(consumer: &Arc<StreamConsumer>, topic: &str) -> Result<Vec<i32>, String> {
-    let consumer = consumer.clone();
-    let topic_name = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        strikeflow_kafka::partition_ids(&consumer, &topic_name, METADATA_TIMEOUT)
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| format!("metadata task failed: {e}"))?
+/// The live topics' partitions assigned so far, and when to look for more.
+struct LiveTopics {
+    topics: [(String, HashSet<i32>); 2],
+    next_refresh: Instant,
+}
+
+impl LiveTopics {
+    fn new(names: [String; 2]) -> LiveTopics {
+        LiveTopics {
+            topics: names.map(|name| (name, HashSet::new())),
+            next_refresh: Instant::now(),
+        }
+    }
+
+    /// Assigns partitions not assigned yet. A topic's first partitions begin at the end
+    /// (push is a live view); partitions added later begin at the start (all of it is new).
+    async fn refresh(&mut self, live: &Arc<StreamConsumer>) {
+        let mut complete = true;
+        for (topic, assigned) in &mut self.topics {
+            let offset = if assigned.is_empty() {
+                Offset::End
+            } else {
+                Offset::Beginning
+            };
+            match assign_new(live, topic, assigned, offset).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(topic = %topic, partitions = n, "assigned"),
+                Err(err) => {
+                    complete = false;
+                    tracing::debug!(topic = %topic, error = %err, "topic not ready");
+                }
+            }
+        }
+        self.next_refresh = Instant::now() + if complete { REFRESH_EVERY } else { RETRY_EVERY };
+    }
 }
 
 /// Add partitions of `topic` not yet in `assigned` to the consumer's assignment at `offset`.
@@ -259,23 +215,27 @@ async fn assign_new(
     topic: &str,
     assigned: &mut HashSet<i32>,
     offset: Offset,
-) -> Result<usize, String> {
-    let ids = partitions(consumer, topic).await?;
+) -> Result<usize, KafkaError> {
+    let ids = {
+        let (consumer, topic) = (consumer.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            strikeflow_kafka::partition_ids(&consumer, &topic, METADATA_TIMEOUT)
+        })
+        .await
+        .map_err(KafkaError::Task)??
+    };
     let mut list = TopicPartitionList::new();
     let mut added = Vec::new();
     for id in ids {
         if !assigned.contains(&id) {
-            list.add_partition_offset(topic, id, offset)
-                .map_err(|e| e.to_string())?;
+            list.add_partition_offset(topic, id, offset)?;
             added.push(id);
         }
     }
     if added.is_empty() {
         return Ok(0);
     }
-    consumer
-        .incremental_assign(&list)
-        .map_err(|e| e.to_string())?;
+    consumer.incremental_assign(&list)?;
     assigned.extend(added.iter().copied());
     Ok(added.len())
 }
@@ -649,10 +609,11 @@ mod tests {
 
     #[test]
     fn consumer_configs_are_unique_and_never_commit() {
-        let a = consumer_config("b:1", Purpose::Live);
-        let b = consumer_config("b:1", Purpose::Instruments);
+        let a = live_config("b:1");
+        let b = reader_config("b:1", "push-instruments");
         assert_ne!(a.get("group.id"), b.get("group.id"));
         assert_eq!(a.get("enable.auto.commit"), Some("false"));
+        assert_eq!(a.get("auto.offset.reset"), Some("latest"));
         assert_eq!(b.get("enable.partition.eof"), Some("true"));
     }
 }

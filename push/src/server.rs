@@ -26,7 +26,7 @@ use crate::snapshot::SnapshotStore;
 use crate::{session, stats, PushConfig, PushError};
 
 /// Largest frame or message a client may send; requests are tiny JSON objects.
-pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Bytes tungstenite buffers per client before the writer must wait for the socket; with the
 /// client queue this bounds the memory a slow client can hold.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -69,43 +69,33 @@ impl std::fmt::Debug for PushServer {
 }
 
 impl PushServer {
-    /// Validate the configuration, create the clients and bind the listener.
+    /// Validate the configuration (see [`PushConfig::validate`]), create the clients and
+    /// bind the listener.
     ///
     /// Kafka, Redis and PostgreSQL are connected lazily (in `serve` and on first use), so a
     /// dependency that is down delays data, never start-up; `/readyz` reports it.
     pub async fn bind(config: PushConfig) -> Result<PushServer, PushError> {
-        if config.jwt_secret.is_empty() {
-            return Err(PushError::Config("jwt_secret must not be empty".into()));
-        }
-        if config.client_queue == 0 {
-            return Err(PushError::Config("client_queue must be at least 1".into()));
-        }
-        if config.ping_interval_secs == 0 {
-            return Err(PushError::Config(
-                "ping_interval_secs must be at least 1".into(),
-            ));
-        }
+        config.validate()?;
         let postgres: tokio_postgres::Config = config.database_url.parse()?;
         let snapshots = Arc::new(SnapshotStore::new(
             &config.redis_url,
-            &config.topics.prefix,
+            &config.kafka.topics.prefix,
         )?);
         let hub = Arc::new(Hub::new());
         let feed = Feed::new(
-            &config.brokers,
-            config.topics.clone(),
+            &config.kafka.brokers,
+            config.kafka.topics.clone(),
             hub.clone(),
             snapshots.clone(),
         )?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| PushError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.settings.listen)
+            .await
+            .map_err(|source| PushError::Bind {
+                addr: config.settings.listen,
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| PushError::Bind {
-            addr: config.listen,
+            addr: config.settings.listen,
             source,
         })?;
         if config.jwt_secret == crate::DEV_JWT_SECRET {
@@ -145,8 +135,8 @@ impl PushServer {
         let (sessions_tx, mut sessions_rx) = mpsc::channel::<()>(1);
         let state = Arc::new(AppState {
             jwt_secret: config.jwt_secret.clone(),
-            client_queue: config.client_queue,
-            ping_interval: Duration::from_secs(config.ping_interval_secs),
+            client_queue: config.settings.client_queue,
+            ping_interval: Duration::from_secs(config.settings.ping_interval_secs),
             hub,
             snapshots: snapshots.clone(),
             readiness: Readiness::new(feed.live_consumer(), postgres, snapshots.clone()),

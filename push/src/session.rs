@@ -24,7 +24,7 @@ use crate::server::AppState;
 use crate::stats;
 
 /// Most channels one client may subscribe to at once.
-pub const MAX_SUBSCRIPTIONS: usize = 4096;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 4096;
 /// Messages written per flush.
 const WRITE_BATCH: usize = 64;
 /// How long closing may take (close frame out, peer's close frame in).

@@ -213,7 +213,7 @@ impl SnapshotStore {
         }
     }
 
-    /// Write up to [`MAX_PIPELINE`] pending snapshots in one pipeline. On failure they go
+    /// Write up to `MAX_PIPELINE` pending snapshots in one pipeline. On failure they go
     /// back to the pending map unless a newer one arrived meanwhile.
     pub async fn flush(&self) -> Result<usize, SnapshotError> {
         let batch: Vec<(Arc<str>, Utf8Bytes)> = {

@@ -36,4 +36,6 @@ pub(crate) fn describe() {
     metrics::describe_counter!(DECODE_ERRORS, "Kafka messages push could not decode");
     metrics::describe_counter!(SNAPSHOT_ERRORS, "Failed Redis writes of bar snapshots");
     metrics::describe_gauge!(CLIENTS, "Connected WebSocket clients");
+    // The instrument reader's consumer errors are counted by the Kafka plumbing.
+    strikeflow_kafka::metrics::describe();
 }

@@ -382,8 +382,8 @@ async fn slow_tick_consumer_is_closed() {
     let topics = fresh_topics();
     create_topics(&topics).await;
     let mut cfg = config(&topics);
-    cfg.client_queue = 4096;
-    cfg.ping_interval_secs = 60;
+    cfg.settings.client_queue = 4096;
+    cfg.settings.ping_interval_secs = 60;
     let server = TestServer::start(cfg).await;
     let producer = producer();
     let symbol = format!("NIFTY26DEC{}FUT", unique().to_uppercase());
@@ -492,7 +492,7 @@ async fn slow_tick_consumer_is_closed() {
 async fn silent_client_is_closed_after_two_ping_intervals() {
     let topics = fresh_topics();
     let mut cfg = config(&topics);
-    cfg.ping_interval_secs = 1;
+    cfg.settings.ping_interval_secs = 1;
     let server = TestServer::start(cfg).await;
     let mut request = server.ws_url().into_client_request().expect("request");
     request.headers_mut().insert(

@@ -6,6 +6,8 @@ use strikeflow_kafka::rdkafka::message::Message;
 use strikeflow_kafka::{DeadLetter, KafkaError, Outbox};
 use strikeflow_schemas::{decode, AvroRecord, Bar, Instrument, Tick, Topics};
 
+use crate::metrics::BatchCommitted;
+
 /// Which sink input a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -137,8 +139,14 @@ impl<'a> Batch<'a> {
         };
         if let Err(reason) = decoded {
             self.dead_letters += 1;
+            let kind = match (source, payload) {
+                (Some(_), Some(_)) => "undecodable",
+                (Some(_), None) => "empty_payload",
+                (None, _) => "unknown_topic",
+            };
             let letter = DeadLetter {
                 reason: &reason,
+                kind,
                 stage: "sink",
                 source: Some((msg.topic(), msg.partition(), msg.offset())),
                 position: None,
@@ -164,14 +172,17 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Counts what a committed batch wrote.
-    pub fn record_metrics(&self) {
-        metrics::counter!("sink_ticks_total").increment(self.ticks.len() as u64);
-        metrics::counter!("sink_bars_total").increment(self.bars.len() as u64);
-        metrics::counter!("sink_instruments_total").increment(self.instruments.len() as u64);
-        metrics::counter!("sink_dead_letters_total").increment(self.dead_letters as u64);
-        metrics::counter!("sink_reference_copies_skipped_total")
-            .increment(self.reference_copies as u64);
+    /// Counts and logs what a committed batch wrote.
+    pub(crate) fn record_metrics(&self) {
+        BatchCommitted {
+            messages: self.messages,
+            ticks: self.ticks.len(),
+            bars: self.bars.len(),
+            instruments: self.instruments.len(),
+            dead_letters: self.dead_letters,
+            reference_copies: self.reference_copies,
+        }
+        .emit();
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 /// Reads the next offset to consume per (topic, partition) for one sink.
-pub async fn load(
+pub(crate) async fn load(
     client: &tokio_postgres::Client,
     consumer: &str,
 ) -> Result<HashMap<(String, i32), i64>, tokio_postgres::Error> {

@@ -12,7 +12,7 @@ use crate::Batch;
 
 /// Creates the per-session staging table bars are copied into before their upsert
 /// (binary COPY cannot resolve conflicts itself).
-pub async fn prepare_session(client: &Client) -> Result<(), Error> {
+pub(crate) async fn prepare_session(client: &Client) -> Result<(), Error> {
     client
         .batch_execute(
             "CREATE TEMP TABLE IF NOT EXISTS bars_1m_stage \

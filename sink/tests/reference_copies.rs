@@ -6,9 +6,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
-use strikeflow_kafka::{ensure_topics, Outbox};
+use strikeflow_kafka::{ensure_topics, KafkaConnection, Outbox};
 use strikeflow_schemas::{encode, Tick, Topics, REFERENCE_COPY_HEADER};
-use strikeflow_sink::SinkConfig;
+use strikeflow_sink::{SinkConfig, SinkSettings};
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
@@ -58,12 +58,13 @@ async fn sandbox(name: &str) -> SinkConfig {
         .await
         .expect("creating test topics (is Kafka up? ./dev up)");
     SinkConfig {
-        brokers,
-        topics,
+        kafka: KafkaConnection { brokers, topics },
         database_url,
-        consumer_name: "sink".into(),
-        batch_rows: 100,
-        batch_wait_ms: 20,
+        settings: SinkSettings {
+            consumer_name: "sink".into(),
+            batch_rows: 100,
+            batch_wait_ms: 20,
+        },
     }
 }
 
@@ -89,7 +90,7 @@ async fn reference_copies_are_skipped_and_their_offsets_committed() {
         .map_or(0, |d| d.subsec_nanos());
     let name = format!("sf_sinkref_{}_{nanos:08x}", std::process::id());
     let config = sandbox(&name).await;
-    let ticks_topic = config.topics.ticks();
+    let ticks_topic = config.kafka.topics.ticks();
 
     // Partition 0: primary, copy, primary of an option, copy. Partition 1: only a copy.
     let header = OwnedHeaders::new().insert(Header {
@@ -99,7 +100,7 @@ async fn reference_copies_are_skipped_and_their_offsets_committed() {
     let spot = encode(&tick(256_265, 1)).unwrap();
     let spot_later = encode(&tick(256_265, 2)).unwrap();
     let option = encode(&tick(12_345_602, 1)).unwrap();
-    let mut outbox = Outbox::connect(&config.brokers).unwrap();
+    let mut outbox = Outbox::connect(&config.kafka.brokers).unwrap();
     let sends: [(i32, &[u8], bool); 5] = [
         (0, &spot, false),
         (0, &spot, true),

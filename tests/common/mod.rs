@@ -16,13 +16,13 @@ use strikeflow_schemas::Topics;
 use tokio_postgres::{Client, NoTls};
 
 /// Where the services are: the variables `./dev test` exports, or its defaults.
-pub struct Services {
+pub(crate) struct Services {
     pub brokers: String,
     pub database_url: String,
     pub redis_url: String,
 }
 
-pub fn services() -> Services {
+pub(crate) fn services() -> Services {
     let var =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     Services {
@@ -36,13 +36,13 @@ pub fn services() -> Services {
 }
 
 /// A private, migrated database and a private set of topics, wired into a `Config`.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     pub config: Config,
     pub name: String,
 }
 
 /// Routes the stages' logs to the test output, filtered by `RUST_LOG` (quiet by default).
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -50,7 +50,7 @@ pub fn init_logs() {
 }
 
 impl Sandbox {
-    pub async fn new(label: &str) -> Sandbox {
+    pub(crate) async fn new(label: &str) -> Sandbox {
         init_logs();
         let services = services();
         let id: u32 = rand::rng().random();
@@ -82,12 +82,12 @@ impl Sandbox {
         Sandbox { config, name }
     }
 
-    pub async fn db(&self) -> Client {
+    pub(crate) async fn db(&self) -> Client {
         connect(&self.config.database.url).await
     }
 }
 
-pub async fn connect(url: &str) -> Client {
+pub(crate) async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
@@ -108,7 +108,7 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 /// Polls `probe` until it returns Some or `timeout` passes; panics with `what` on timeout.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -126,12 +126,12 @@ where
     }
 }
 
-pub async fn count(db: &Client, sql: &str) -> i64 {
+pub(crate) async fn count(db: &Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
 /// Reads `n` messages from the start of `topic` (a fresh group each call) and decodes them.
-pub async fn read_topic<T: strikeflow_schemas::AvroRecord>(
+pub(crate) async fn read_topic<T: strikeflow_schemas::AvroRecord>(
     brokers: &str,
     topic: &str,
     n: usize,
@@ -139,11 +139,8 @@ pub async fn read_topic<T: strikeflow_schemas::AvroRecord>(
     use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
     use strikeflow_kafka::rdkafka::message::Message;
     let id: u32 = rand::rng().random();
-    let consumer: StreamConsumer = strikeflow_kafka::rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-reader-{id:08x}"))
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
+    let group = format!("{topic}-reader-{id:08x}");
+    let consumer: StreamConsumer = strikeflow_kafka::consumer_config(brokers, &group)
         .create()
         .expect("a test consumer");
     consumer.subscribe(&[topic]).expect("subscribing");
@@ -164,7 +161,7 @@ pub async fn read_topic<T: strikeflow_schemas::AvroRecord>(
 
 /// One record as stored in Kafka, for comparing topics byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -175,18 +172,12 @@ pub struct Record {
 
 /// Every committed record of `topic`, read from the start to the current end of each
 /// partition, in partition then offset order.
-pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
     use strikeflow_kafka::rdkafka::error::KafkaError;
     use strikeflow_kafka::rdkafka::message::{Headers, Message};
     use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
-    let id: u32 = rand::rng().random();
-    let consumer: BaseConsumer = strikeflow_kafka::rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-dump-{id:08x}"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
+    let consumer: BaseConsumer = strikeflow_kafka::reader_config(brokers, &format!("{topic}-dump"))
         .create()
         .expect("a test consumer");
     let metadata = consumer
@@ -236,11 +227,10 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
 
 /// How many records of `topic` the consumer group `group` has committed, summed over
 /// partitions, and how many there are (end offsets); equal once the group is caught up.
-pub fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i64) {
+pub(crate) fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i64) {
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
     use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = strikeflow_kafka::rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = strikeflow_kafka::client_config(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         // read_committed would make the offset fetch wait for a transaction left open by a

@@ -13,7 +13,7 @@
 //!   watchdog reconnects. WebSocket pings are sent meanwhile to keep proxies from idling the
 //!   connection out; pongs do not count as life, since a server that answers pings may still
 //!   have stopped sending data;
-//! - undecodable frames and packets of unknown length: counted (`kite_decode_errors_total`),
+//! - undecodable frames and packets of unknown length: counted (`dead_letters_total{reason="kite_frame"|"kite_unknown_packet"}`),
 //!   logged and dead-lettered raw, never fatal.
 //!
 //! Fatal: the instrument master cannot be read, Kafka fails, or the ticker refuses the
@@ -37,6 +37,7 @@ use super::decode::{decode_frame, is_heartbeat};
 use super::tick::TickAssembler;
 use super::KiteError;
 use crate::master::load_master_file;
+use crate::metrics::{self, Source};
 use crate::publisher::TickPublisher;
 
 /// Waiting for a handshake longer than this counts as a failed attempt.
@@ -156,6 +157,7 @@ pub async fn run_kite(
             "ping_timeout_secs must be at least 1".into(),
         ));
     }
+    metrics::describe();
     let master = load_master_file(&config.instruments_csv)?;
     for bad in &master.errors {
         warn!(file = %config.instruments_csv.display(), line = bad.line, reason = %bad.reason, "skipping instrument row");
@@ -303,7 +305,7 @@ impl Feed {
             let reason = match connected {
                 Ok(Ok((socket, _))) => {
                     self.report.connections += 1;
-                    metrics::counter!("kite_connections_total").increment(1);
+                    metrics::kite_connections().increment(1);
                     match self.session(socket, tokens, ping_timeout, shutdown).await? {
                         Ended::Shutdown => return Ok(()),
                         Ended::Lost {
@@ -316,7 +318,7 @@ impl Feed {
                             }
                             if watchdog {
                                 self.report.watchdog_timeouts += 1;
-                                metrics::counter!("kite_watchdog_timeouts_total").increment(1);
+                                metrics::kite_watchdog_timeouts().increment(1);
                             }
                             reason
                         }
@@ -340,7 +342,7 @@ impl Feed {
             };
             failures = failures.saturating_add(1);
             self.report.disconnects += 1;
-            metrics::counter!("kite_disconnects_total").increment(1);
+            metrics::kite_disconnects().increment(1);
             let delay = backoff(failures, max_backoff);
             warn!(%reason, attempt = failures, delay_ms = delay.as_millis() as u64, "kite ticker connection lost; reconnecting");
             tokio::select! {
@@ -433,7 +435,12 @@ impl Feed {
                 let reason = format!("undecodable kite frame: {e}");
                 warn!(frame = frame_no, bytes = frame.len(), error = %e, "undecodable kite frame");
                 return self
-                    .decode_error("frame", frame, &reason, &format!("kite:frame {frame_no}"))
+                    .decode_error(
+                        "kite_frame",
+                        frame,
+                        &reason,
+                        &format!("kite:frame {frame_no}"),
+                    )
                     .await;
             }
         };
@@ -463,13 +470,12 @@ impl Feed {
                         bytes = bytes.len(),
                         "kite packet of unknown length skipped"
                     );
-                    self.decode_error("unknown_packet", bytes, &reason, &position())
+                    self.decode_error("kite_unknown_packet", bytes, &reason, &position())
                         .await?;
                 }
             }
         }
-        metrics::counter!("ingest_ticks_total", "source" => "kite")
-            .increment(self.publisher.published() - published_before);
+        metrics::ticks(Source::Kite).increment(self.publisher.published() - published_before);
         Ok(())
     }
 
@@ -481,8 +487,9 @@ impl Feed {
         position: &str,
     ) -> Result<(), KiteError> {
         self.report.decode_errors += 1;
-        metrics::counter!("kite_decode_errors_total", "kind" => kind).increment(1);
-        self.publisher.reject_raw(bytes, reason, position).await?;
+        self.publisher
+            .reject_raw(bytes, kind, reason, position)
+            .await?;
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::master::{load_master_file, MasterError};
+use crate::metrics::{self, Source};
 use crate::publisher::TickPublisher;
 use crate::IngestError;
 
@@ -117,6 +118,7 @@ pub async fn run_replay(
     config: ReplayConfig,
     shutdown: CancellationToken,
 ) -> Result<ReplayReport, ReplayError> {
+    metrics::describe();
     let started = Instant::now();
     let master = load_master_file(&config.instruments_csv)?;
     for bad in &master.errors {
@@ -158,7 +160,7 @@ pub async fn run_replay(
                     malformed += 1;
                     let reason = format!("not a tick: {reason}");
                     publisher
-                        .reject_raw(line.as_bytes(), &reason, &position())
+                        .reject_raw(line.as_bytes(), "malformed", &reason, &position())
                         .await?;
                 }
             }
@@ -174,7 +176,7 @@ pub async fn run_replay(
         next_line: line_no + 1,
         elapsed: started.elapsed(),
     };
-    metrics::counter!("ingest_ticks_total", "source" => "replay").increment(report.published);
+    metrics::ticks(Source::Replay).increment(report.published);
     info!(?report, "replay finished");
     Ok(report)
 }

@@ -7,19 +7,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rand::Rng;
-use strikeflow_kafka::ensure_topics;
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Headers, Message};
-use strikeflow_kafka::rdkafka::ClientConfig;
+use strikeflow_kafka::{consumer_config, ensure_topics};
 use strikeflow_schemas::{Topics, REFERENCE_COPY_HEADER};
 
 /// Where Kafka is: `KAFKA_BROKERS`, or `./dev up`'s default.
-pub fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
 }
 
 /// Fresh topics named after `label` plus a random id, and an empty scratch directory.
-pub async fn topics_and_dir(label: &str) -> (Topics, PathBuf) {
+pub(crate) async fn topics_and_dir(label: &str) -> (Topics, PathBuf) {
     let id: u32 = rand::rng().random();
     let topics = Topics::new(format!("{label}_{id:08x}."));
     ensure_topics(&brokers(), &topics.all(), 1)
@@ -31,14 +30,9 @@ pub async fn topics_and_dir(label: &str) -> (Topics, PathBuf) {
 }
 
 /// A consumer reading `topic` from the start, in a group of its own.
-pub fn consumer(topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set(
-            "group.id",
-            format!("{topic}-reader-{}", rand::rng().random::<u32>()),
-        )
-        .set("auto.offset.reset", "earliest")
+pub(crate) fn consumer(topic: &str) -> StreamConsumer {
+    let group = format!("{topic}-reader-{}", rand::rng().random::<u32>());
+    let consumer: StreamConsumer = consumer_config(&brokers(), &group)
         .create()
         .expect("a test consumer");
     consumer.subscribe(&[topic]).expect("subscribing");
@@ -47,7 +41,7 @@ pub fn consumer(topic: &str) -> StreamConsumer {
 
 /// One message read back, with where it was found.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     pub partition: i32,
     pub offset: i64,
     pub key: Vec<u8>,
@@ -57,7 +51,7 @@ pub struct Record {
 
 impl Record {
     /// Whether this is a reference copy of a spot tick (see `REFERENCE_COPY_HEADER`).
-    pub fn is_reference_copy(&self) -> bool {
+    pub(crate) fn is_reference_copy(&self) -> bool {
         self.headers
             .iter()
             .any(|(key, _)| key == REFERENCE_COPY_HEADER)
@@ -66,7 +60,11 @@ impl Record {
 
 /// The next `n` messages with partition, offset, key, payload and headers; panics after
 /// `wait` without one.
-pub async fn read_records(consumer: &StreamConsumer, n: usize, wait: Duration) -> Vec<Record> {
+pub(crate) async fn read_records(
+    consumer: &StreamConsumer,
+    n: usize,
+    wait: Duration,
+) -> Vec<Record> {
     let mut out = Vec::new();
     while out.len() < n {
         let msg = tokio::time::timeout(wait, consumer.recv())
@@ -79,7 +77,7 @@ pub async fn read_records(consumer: &StreamConsumer, n: usize, wait: Duration) -
 }
 
 /// Whatever arrives within `wait` (for checking that nothing more was written).
-pub async fn read_rest(consumer: &StreamConsumer, wait: Duration) -> Vec<Record> {
+pub(crate) async fn read_rest(consumer: &StreamConsumer, wait: Duration) -> Vec<Record> {
     let mut out = Vec::new();
     while let Ok(msg) = tokio::time::timeout(wait, consumer.recv()).await {
         out.push(record(&msg.expect("a message")));
@@ -111,7 +109,7 @@ fn record(msg: &BorrowedMessage<'_>) -> Record {
 }
 
 /// The next `n` messages: payload and headers; panics after `wait` without one.
-pub async fn read(
+pub(crate) async fn read(
     consumer: &StreamConsumer,
     n: usize,
     wait: Duration,
@@ -125,7 +123,7 @@ pub async fn read(
 
 /// The next `n` messages that are not reference copies of spot ticks (those are skipped):
 /// the ticks as published, once each.
-pub async fn read_primaries(
+pub(crate) async fn read_primaries(
     consumer: &StreamConsumer,
     n: usize,
     wait: Duration,

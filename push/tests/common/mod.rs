@@ -8,13 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 use serde_json::Value;
-use strikeflow_push::{PushConfig, PushError, PushServer};
+use strikeflow_kafka::KafkaConnection;
+use strikeflow_push::{PushConfig, PushError, PushServer, PushSettings};
 use strikeflow_schemas::{Bar, Instrument, InstrumentType, Tick, Topics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,26 +24,26 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 /// The JWT secret every test server uses.
-pub const SECRET: &str = "push-integration-test-secret";
+pub(crate) const SECRET: &str = "push-integration-test-secret";
 
 /// A WebSocket client connection.
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
 }
 
-pub fn database_url() -> String {
+pub(crate) fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://strikeflow@127.0.0.1:15432/strikeflow".to_owned())
 }
 
-pub fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".to_owned())
 }
 
 /// A string unique to this test process and call, usable in topic names and symbols.
-pub fn unique() -> String {
+pub(crate) fn unique() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -61,51 +58,26 @@ pub fn unique() -> String {
 }
 
 /// Fresh, uniquely named topics (not created).
-pub fn fresh_topics() -> Topics {
+pub(crate) fn fresh_topics() -> Topics {
     Topics::new(format!("t{}.", unique()))
 }
 
 /// Create the instruments (compacted), ticks and bars topics.
-pub async fn create_topics(topics: &Topics) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
+pub(crate) async fn create_topics(topics: &Topics) {
     let specs: Vec<_> = topics.all().into_iter().take(3).collect();
-    let new_topics: Vec<NewTopic<'_>> = specs
-        .iter()
-        .map(|spec| {
-            let topic = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(1));
-            if spec.compacted {
-                topic.set("cleanup.policy", "compact")
-            } else {
-                topic
-            }
-        })
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let results = admin
-        .create_topics(new_topics.iter(), &options)
+    strikeflow_kafka::ensure_topics(&brokers(), &specs, 1)
         .await
         .expect("create topics");
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => panic!("creating {name}: {code:?}"),
-        }
-    }
 }
 
-pub fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+pub(crate) fn producer() -> FutureProducer {
+    strikeflow_kafka::producer_config(&brokers())
         .set("message.timeout.ms", "20000")
-        .set("linger.ms", "5")
         .create()
         .expect("producer")
 }
 
-pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+pub(crate) async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
     producer
         .send(
             FutureRecord::to(topic).key(key).payload(payload),
@@ -116,7 +88,7 @@ pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload:
         .expect("produce");
 }
 
-pub fn instrument(token: i64, symbol: &str) -> Instrument {
+pub(crate) fn instrument(token: i64, symbol: &str) -> Instrument {
     Instrument {
         instrument_token: token,
         exchange_token: token >> 8,
@@ -133,7 +105,7 @@ pub fn instrument(token: i64, symbol: &str) -> Instrument {
     }
 }
 
-pub fn bar(token: i64, i: i64) -> Bar {
+pub(crate) fn bar(token: i64, i: i64) -> Bar {
     let start = 1_766_030_100_000_000 + i * 60_000_000;
     Bar {
         instrument_token: token,
@@ -149,7 +121,7 @@ pub fn bar(token: i64, i: i64) -> Bar {
     }
 }
 
-pub fn tick(token: i64, i: i64) -> Tick {
+pub(crate) fn tick(token: i64, i: i64) -> Tick {
     Tick {
         instrument_token: token,
         exchange_ts: 1_766_030_100_000_000 + i * 1_000,
@@ -165,28 +137,32 @@ pub fn tick(token: i64, i: i64) -> Tick {
 }
 
 /// A test configuration against the real services.
-pub fn config(topics: &Topics) -> PushConfig {
+pub(crate) fn config(topics: &Topics) -> PushConfig {
     PushConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        jwt_secret: SECRET.to_owned(),
-        brokers: brokers(),
-        topics: topics.clone(),
+        kafka: KafkaConnection {
+            brokers: brokers(),
+            topics: topics.clone(),
+        },
         redis_url: redis_url(),
         database_url: database_url(),
-        client_queue: 1024,
-        ping_interval_secs: 15,
+        jwt_secret: SECRET.to_owned(),
+        settings: PushSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            client_queue: 1024,
+            ping_interval_secs: 15,
+        },
     }
 }
 
 /// A push server running in the background.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub shutdown: CancellationToken,
-    pub handle: JoinHandle<Result<(), PushError>>,
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) handle: JoinHandle<Result<(), PushError>>,
 }
 
 impl TestServer {
-    pub async fn start(config: PushConfig) -> TestServer {
+    pub(crate) async fn start(config: PushConfig) -> TestServer {
         let server = PushServer::bind(config).await.expect("bind");
         let addr = server.local_addr();
         let shutdown = CancellationToken::new();
@@ -199,7 +175,7 @@ impl TestServer {
     }
 
     /// Cancel and wait for `serve` to return.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(20), self.handle)
             .await
@@ -208,13 +184,13 @@ impl TestServer {
             .expect("serve ok");
     }
 
-    pub fn ws_url(&self) -> String {
+    pub(crate) fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
 }
 
 /// Connect with `Authorization: Bearer <token>`.
-pub async fn connect(server: &TestServer, token: &str) -> Ws {
+pub(crate) async fn connect(server: &TestServer, token: &str) -> Ws {
     let mut request = server.ws_url().into_client_request().expect("request");
     request.headers_mut().insert(
         "authorization",
@@ -227,26 +203,26 @@ pub async fn connect(server: &TestServer, token: &str) -> Ws {
     ws
 }
 
-pub async fn send_json(ws: &mut Ws, value: Value) {
+pub(crate) async fn send_json(ws: &mut Ws, value: Value) {
     ws.send(Message::text(value.to_string()))
         .await
         .expect("send");
 }
 
-pub async fn send_text(ws: &mut Ws, text: &str) {
+pub(crate) async fn send_text(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text.to_owned())).await.expect("send");
 }
 
 /// What the next data-bearing frame was.
 #[derive(Debug)]
-pub enum Frame {
+pub(crate) enum Frame {
     Json(Value),
     Closed(Option<(CloseCode, String)>),
     Ended,
 }
 
 /// The next text or close frame (pings and pongs are skipped), or `None` on timeout.
-pub async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Frame> {
+pub(crate) async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Frame> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next()).await.ok()?;
@@ -268,7 +244,7 @@ pub async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Frame> {
 }
 
 /// The next JSON message; panics on timeout or close.
-pub async fn next_json(ws: &mut Ws) -> Value {
+pub(crate) async fn next_json(ws: &mut Ws) -> Value {
     match next_frame(ws, Duration::from_secs(10)).await {
         Some(Frame::Json(value)) => value,
         other => panic!("expected a JSON message, got {other:?}"),
@@ -276,7 +252,7 @@ pub async fn next_json(ws: &mut Ws) -> Value {
 }
 
 /// A plain HTTP/1.1 GET; returns status and body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
@@ -298,7 +274,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// Produce bars for `token` (one every 300 ms) until `ws` receives one on `channel`; return
 /// it with the index of the bar it carries. Covers the moments while push is still
 /// discovering the fresh topics.
-pub async fn produce_bars_until_received(
+pub(crate) async fn produce_bars_until_received(
     producer: &FutureProducer,
     topics: &Topics,
     ws: &mut Ws,

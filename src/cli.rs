@@ -1,0 +1,224 @@
+//! The command line: what `strikeflow` accepts, and how the simulator flags override the
+//! configuration. Only definitions live here; `commands` does the work.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use strikeflow::Config;
+
+/// Real-time analytics for NSE index derivatives: ticks in, bars and chain analytics out,
+/// stored in PostgreSQL and pushed to dashboards.
+#[derive(Debug, Parser)]
+#[command(name = "strikeflow", version)]
+pub(crate) struct Cli {
+    /// TOML configuration file (default: ./strikeflow.toml when present). Environment
+    /// variables override it: KAFKA_BROKERS, DATABASE_URL, REDIS_URL, STRIKEFLOW_JWT_SECRET,
+    /// and STRIKEFLOW_<SECTION>__<KEY> for any other setting. Unknown keys are an error.
+    #[arg(long, global = true, env = "STRIKEFLOW_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// One subcommand per pipeline stage, plus the tools around them.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Feed market data into Kafka.
+    Ingest {
+        /// Where the data comes from.
+        #[command(subcommand)]
+        source: IngestSource,
+    },
+    /// Consume ticks, build event-time bars and analytics, publish them to Kafka.
+    Process,
+    /// Write ticks, bars and instruments to PostgreSQL exactly once.
+    Sink,
+    /// Serve the authenticated WebSocket fan-out and health endpoints.
+    Push,
+    /// Run every stage in one process (simulator, processor, sink, push): the quick start.
+    Run(RunArgs),
+    /// Apply database migrations and create the Kafka topics.
+    Migrate,
+    /// Mint a development JWT for the WebSocket API.
+    Token(TokenArgs),
+    /// Print throughput figures (see docs/benchmarks.md).
+    Bench {
+        /// Which stage to measure.
+        #[command(subcommand)]
+        what: BenchTarget,
+    },
+}
+
+/// The benchmarks behind `docs/benchmarks.md`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchTarget {
+    /// Simulated ticks into the local Kafka, beside raw librdkafka sends.
+    Ingest {
+        /// How many ticks to publish.
+        #[arg(long, default_value_t = 2_000_000)]
+        ticks: u64,
+    },
+    /// The processor core on simulated chains (one core, no Kafka), and IV + Greeks cost.
+    Process {
+        /// How many ticks to feed.
+        #[arg(long, default_value_t = 2_000_000)]
+        ticks: usize,
+        /// Event time between ticks: 1 ms is 1,000 ticks per event second across the chains,
+        /// a busy but ordinary rate for full NIFTY and BANKNIFTY chains.
+        #[arg(long, default_value_t = 1)]
+        tick_interval_ms: u64,
+        /// Run the processor stage against the local Kafka instead of the bare core.
+        #[arg(long)]
+        kafka: bool,
+    },
+}
+
+/// The feeds `strikeflow ingest` can publish.
+#[derive(Debug, Subcommand)]
+pub(crate) enum IngestSource {
+    /// Publish a simulated NIFTY/BANKNIFTY session (seeded, reproducible).
+    Simulate(SimulateArgs),
+    /// Load a Kite-format instrument master CSV: publish it and upsert the instruments table.
+    Instruments(InstrumentsArgs),
+    /// Replay recorded ticks (NDJSON or CSV, see docs/formats.md) keeping event timestamps.
+    Replay(ReplayArgs),
+    /// Connect to a Kite-protocol WebSocket ticker and publish its ticks.
+    Kite(KiteArgs),
+}
+
+/// `ingest instruments`.
+#[derive(Debug, Args)]
+pub(crate) struct InstrumentsArgs {
+    /// The instrument master (Kite CSV columns: instrument_token, exchange_token,
+    /// tradingsymbol, name, last_price, expiry, strike, tick_size, lot_size,
+    /// instrument_type, segment, exchange).
+    #[arg(long)]
+    pub(crate) file: PathBuf,
+}
+
+/// `ingest replay`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Recordings to replay, in order (.ndjson/.jsonl or .csv).
+    #[arg(required = true)]
+    pub(crate) files: Vec<PathBuf>,
+    /// The instrument master the recorded tokens belong to.
+    #[arg(long)]
+    pub(crate) instruments: PathBuf,
+    /// `max` (no pacing), `realtime` / `1x`, or a factor such as `10x`.
+    #[arg(long, default_value = "max")]
+    pub(crate) speed: strikeflow_ingest::replay::Speed,
+    /// Resume at this data line (1-based, counted across the files; a previous run prints
+    /// the line to resume from).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) from_line: u64,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+/// `ingest kite`.
+#[derive(Debug, Args)]
+pub(crate) struct KiteArgs {
+    /// Ticker WebSocket URL.
+    #[arg(long, default_value = "wss://ws.kite.trade")]
+    pub(crate) url: String,
+    /// API key of the Kite Connect app.
+    #[arg(long, env = "KITE_API_KEY")]
+    pub(crate) api_key: String,
+    /// Access token of the session.
+    #[arg(long, env = "KITE_ACCESS_TOKEN", hide_env_values = true)]
+    pub(crate) access_token: String,
+    /// The instrument master (Kite CSV) of the tokens.
+    #[arg(long)]
+    pub(crate) instruments: PathBuf,
+    /// Tokens to subscribe in full mode (repeatable); default: every token in the master.
+    #[arg(long = "token")]
+    pub(crate) tokens: Vec<i64>,
+}
+
+/// `ingest simulate`, and the simulator half of `run`: flags that override `[simulate]`.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct SimulateArgs {
+    /// Random seed: the same seed gives the same ticks.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Ticks per second of wall time; 0 publishes as fast as Kafka accepts.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many ticks (default: run until Ctrl-C).
+    #[arg(long)]
+    max_ticks: Option<u64>,
+    /// Event time between consecutive ticks, in milliseconds.
+    #[arg(long)]
+    tick_interval_ms: Option<u64>,
+    /// Event seconds per wall second (e.g. 75 plays a 375-minute session in 5 minutes);
+    /// sets the tick interval from the rate.
+    #[arg(long, conflicts_with = "tick_interval_ms")]
+    speed: Option<f64>,
+    /// Also record every tick to this file (.ndjson or .csv) for `ingest replay`.
+    #[arg(long)]
+    pub(crate) record: Option<PathBuf>,
+    /// Write the simulated instrument master (Kite CSV) to this file, then exit.
+    #[arg(long)]
+    pub(crate) write_master: Option<PathBuf>,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Do not start the simulator (consume whatever feeds the ticks topic).
+    #[arg(long)]
+    pub(crate) no_simulator: bool,
+    /// Overrides of the simulator's settings.
+    #[command(flatten)]
+    pub(crate) simulate: SimulateArgs,
+}
+
+/// `token`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// Subject (user name) of the token.
+    #[arg(long, default_value = "dev")]
+    pub(crate) sub: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) ttl_secs: u64,
+    /// Channel patterns the token may subscribe to (e.g. "bars.*"); none means all.
+    #[arg(long = "channel")]
+    pub(crate) channels: Vec<String>,
+}
+
+impl SimulateArgs {
+    /// Writes the flags given into `config`, then checks the result again: a flag is held
+    /// to the same rules as the file.
+    pub(crate) fn apply(&self, config: &mut Config) -> Result<()> {
+        if let Some(seed) = self.seed {
+            config.simulate.market.seed = seed;
+        }
+        if let Some(rate) = self.rate {
+            config.simulate.rate = rate;
+        }
+        if let Some(max) = self.max_ticks {
+            config.simulate.max_ticks = max;
+        }
+        if let Some(ms) = self.tick_interval_ms {
+            config.simulate.market.tick_interval_ms = ms;
+        }
+        if let Some(speed) = self.speed {
+            let rate = config.simulate.rate;
+            if !(speed > 0.0 && rate > 0.0) {
+                bail!(
+                    "--speed needs a positive speed and a positive --rate (ticks per wall second)"
+                );
+            }
+            config.simulate.market.tick_interval_ms =
+                ((speed * 1_000.0 / rate).round() as u64).max(1);
+        }
+        config
+            .validate()
+            .context("checking the configuration with the command-line flags applied")
+    }
+}

@@ -1,0 +1,114 @@
+//! What each subcommand does, given a checked configuration. The stages themselves live
+//! in their crates; these functions only build their configurations and report results.
+
+mod ingest;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use strikeflow::migrate::migrate_database;
+use strikeflow::Config;
+use strikeflow_kafka::ensure_topics;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BenchTarget, Command, TokenArgs};
+use crate::supervisor;
+
+/// Runs `command` until it finishes or `shutdown` is cancelled.
+pub(crate) async fn execute(
+    command: Command,
+    mut config: Config,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    match command {
+        Command::Ingest { source } => ingest::execute(source, &mut config, shutdown).await,
+        Command::Process => Ok(strikeflow_processors::run(config.processor(), shutdown).await?),
+        Command::Sink => Ok(strikeflow_sink::run(config.sink(), shutdown).await?),
+        Command::Push => Ok(strikeflow_push::run(config.push(), shutdown).await?),
+        Command::Run(args) => {
+            args.simulate.apply(&mut config)?;
+            supervisor::run_all(&config, !args.no_simulator, shutdown).await
+        }
+        Command::Migrate => migrate(&config).await,
+        Command::Token(args) => token(&config, args),
+        Command::Bench { what } => bench(&config, what).await,
+    }
+}
+
+/// `migrate`: the database schema, then the Kafka topics.
+async fn migrate(config: &Config) -> Result<()> {
+    let report = migrate_database(&config.database.url)
+        .await
+        .with_context(|| format!("migrating the database at {}", redact(&config.database.url)))?;
+    ensure_topics(
+        &config.kafka.brokers,
+        &config.topics().all(),
+        config.kafka.replication,
+    )
+    .await
+    .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
+    println!(
+        "database: {} migration(s) applied, timescaledb {}; kafka topics ready on {}",
+        report.applied.len(),
+        if report.timescaledb {
+            "enabled"
+        } else {
+            "not available (plain tables)"
+        },
+        config.kafka.brokers
+    );
+    Ok(())
+}
+
+/// `token`: prints a JWT signed with `[auth] jwt_secret`.
+fn token(config: &Config, args: TokenArgs) -> Result<()> {
+    let ttl = Duration::from_secs(args.ttl_secs);
+    let token =
+        strikeflow_push::auth::mint(&config.auth.jwt_secret, &args.sub, ttl, args.channels)?;
+    println!("{token}");
+    Ok(())
+}
+
+/// `bench`: the throughput figures of `docs/benchmarks.md`.
+async fn bench(config: &Config, what: BenchTarget) -> Result<()> {
+    match what {
+        BenchTarget::Ingest { ticks } => strikeflow::bench::ingest(config, ticks).await,
+        BenchTarget::Process {
+            ticks,
+            tick_interval_ms,
+            kafka: true,
+        } => strikeflow::bench::process_kafka(config, ticks as u64, tick_interval_ms).await,
+        BenchTarget::Process {
+            ticks,
+            tick_interval_ms,
+            kafka: false,
+        } => strikeflow::bench::process(config, ticks, tick_interval_ms),
+    }
+}
+
+/// A connection string without its password, for error messages that end up in logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("postgres://user:secret@host:5432/db"),
+            "postgres://user@host:5432/db"
+        );
+        assert_eq!(redact("postgres://user@host/db"), "postgres://user@host/db");
+        assert_eq!(redact("host=x user=y"), "host=x user=y");
+    }
+}

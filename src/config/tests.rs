@@ -1,0 +1,234 @@
+//! Loading and checking the configuration: overrides, and every way a setting is refused.
+
+// figment::Jail's closures return figment's own (large) error type.
+#![allow(clippy::result_large_err)]
+
+use std::path::Path;
+
+use figment::Jail;
+
+use super::*;
+
+/// `load`'s error as figment's, for `?` inside a jail.
+fn jailed(error: ConfigError) -> figment::Error {
+    figment::Error::from(error.to_string())
+}
+
+/// Loads `custom.toml` with `text` in a jail without the caller's environment.
+fn load_file(jail: &mut Jail, text: &str) -> Result<Config, ConfigError> {
+    jail.clear_env();
+    jail.create_file("custom.toml", text)
+        .map_err(|e| ConfigError::invalid("test", e.to_string()))?;
+    Config::load(Some(Path::new("custom.toml")))
+}
+
+/// The message a file with `text` is refused with, at load or validation.
+fn refusal(text: &str) -> String {
+    let mut message = String::new();
+    Jail::expect_with(|jail| {
+        let result = load_file(jail, text).and_then(|config| config.validate());
+        match result {
+            Ok(()) => Err(format!("{text:?} was accepted").into()),
+            Err(e) => {
+                message = e.to_string();
+                Ok(())
+            }
+        }
+    });
+    message
+}
+
+/// Fails the test unless `message` holds every one of `parts`.
+fn assert_names(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "{message:?} does not mention {part:?}"
+        );
+    }
+}
+
+#[test]
+fn file_then_env_override_defaults() {
+    Jail::expect_with(|jail| {
+        // `./dev test` exports KAFKA_BROKERS and friends; this test sets its own.
+        jail.clear_env();
+        jail.create_file(
+            "custom.toml",
+            "[kafka]\nbrokers = \"file:9092\"\ntopic_prefix = \"demo.\"\n[sink]\nbatch_rows = 7\n",
+        )?;
+        jail.set_env("STRIKEFLOW_PROCESSOR__ALLOWED_LATENESS_MS", "1234");
+        jail.set_env("DATABASE_URL", "postgres://elsewhere/db");
+        let config = Config::load(Some(Path::new("custom.toml"))).map_err(jailed)?;
+        config.validate().map_err(jailed)?;
+        assert_eq!(config.sink().kafka.brokers, "file:9092");
+        assert_eq!(config.sink().settings.batch_rows, 7);
+        assert_eq!(config.sink().database_url, "postgres://elsewhere/db");
+        assert_eq!(config.processor().settings.allowed_lateness_ms, 1234);
+        assert_eq!(config.processor().kafka.topics.ticks(), "demo.ticks.v1");
+        Ok(())
+    });
+}
+
+#[test]
+fn missing_explicit_file_is_an_error() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        assert!(Config::load(Some(Path::new("nope.toml"))).is_err());
+        Ok(())
+    });
+}
+
+#[test]
+fn defaults_and_the_documented_file_are_valid() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        Config::default().validate().map_err(jailed)?;
+        let documented = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/strikeflow.toml");
+        let config = Config::load(Some(&documented)).map_err(jailed)?;
+        config.validate().map_err(jailed)?;
+        assert_eq!(config.simulate.market.seed, 42);
+        assert_eq!(config.simulate.rate, 2_000.0);
+        Ok(())
+    });
+}
+
+#[test]
+fn variables_the_project_sets_are_not_settings() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("STRIKEFLOW_CONFIG", "elsewhere.toml");
+        jail.set_env("STRIKEFLOW_PYTHON", "/usr/bin/python3");
+        jail.set_env("STRIKEFLOW_JWT_SECRET", "s3cret");
+        jail.set_env("STRIKEFLOW_KAFKA__TOPIC_PREFIX", "demo-1.");
+        jail.set_env("STRIKEFLOW_TELEMETRY__METRICS_LISTEN", "");
+        jail.set_env("STRIKEFLOW_PROCESSOR__INSTANCE_ID", "strikeflow-0");
+        jail.set_env("STRIKEFLOW_PUSH__LISTEN", "0.0.0.0:8080");
+        let config = Config::load(None).map_err(jailed)?;
+        config.validate().map_err(jailed)?;
+        assert_eq!(config.auth.jwt_secret, "s3cret");
+        assert_eq!(config.telemetry.metrics_listen, None);
+        assert_eq!(config.processor.instance_id, "strikeflow-0");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_misspelt_key_in_the_file_is_named_with_the_file() {
+    let message = refusal("[sink]\nbatch_row = 5\n");
+    assert_names(
+        &message,
+        &["sink.batch_row", "unknown key", "batch_rows", "custom.toml"],
+    );
+}
+
+#[test]
+fn a_misspelt_key_in_the_environment_is_named_with_the_variable() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("STRIKEFLOW_SINK__BATCH_ROW", "5");
+        let Err(e) = Config::load(None) else {
+            return Err("STRIKEFLOW_SINK__BATCH_ROW was accepted".into());
+        };
+        assert_names(
+            &e.to_string(),
+            &[
+                "sink.batch_row",
+                "unknown key",
+                "environment variable STRIKEFLOW_SINK__BATCH_ROW",
+            ],
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_section_in_the_environment_names_its_variables() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("STRIKEFLOW_SINKS__BATCH_ROWS", "5");
+        let Err(e) = Config::load(None) else {
+            return Err("STRIKEFLOW_SINKS__BATCH_ROWS was accepted".into());
+        };
+        assert_names(
+            &e.to_string(),
+            &["sinks: unknown key", "STRIKEFLOW_SINKS__BATCH_ROWS"],
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_section_is_named() {
+    let message = refusal("[sinks]\nbatch_rows = 5\n");
+    assert_names(&message, &["sinks", "unknown key", "custom.toml"]);
+}
+
+#[test]
+fn the_old_flat_simulate_section_is_refused() {
+    // Simulator settings moved to [simulate.market]; a file still written the old way must
+    // not silently run the default market.
+    let message = refusal("[simulate]\nseed = 7\n");
+    assert_names(&message, &["simulate.seed", "unknown key", "market"]);
+}
+
+#[test]
+fn a_misspelt_simulator_key_is_named() {
+    let message = refusal("[simulate.market]\nsead = 7\n");
+    assert_names(&message, &["simulate.market.sead", "unknown key"]);
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named() {
+    let message = refusal("[sink]\nbatch_rows = \"many\"\n");
+    assert_names(&message, &["sink.batch_rows", "custom.toml"]);
+}
+
+#[test]
+fn a_bad_stage_value_is_named_with_the_reason() {
+    let message = refusal("[sink]\nbatch_rows = 0\n");
+    assert_names(&message, &["sink.batch_rows: must"]);
+}
+
+#[test]
+fn an_unknown_indicator_is_named() {
+    let message = refusal("[processor]\nindicators = [{ name = \"rsx\" }]\n");
+    assert_names(&message, &["processor.indicators", "rsx"]);
+}
+
+#[test]
+fn an_unknown_pricing_convention_is_named() {
+    let message = refusal("[processor.analytics]\nconvention = \"black77\"\n");
+    assert_names(
+        &message,
+        &[
+            "processor.analytics.convention",
+            "black77",
+            "black76",
+            "nse",
+        ],
+    );
+}
+
+#[test]
+fn connection_settings_are_checked() {
+    for (text, key) in [
+        ("[kafka]\nbrokers = \"\"\n", "kafka.brokers"),
+        ("[kafka]\nbrokers = \"a:9092,,b:9092\"\n", "kafka.brokers"),
+        ("[kafka]\ntopic_prefix = \"demo/\"\n", "kafka.topic_prefix"),
+        ("[kafka]\nreplication = 0\n", "kafka.replication"),
+        ("[database]\nurl = \"redis://127.0.0.1\"\n", "database.url"),
+        ("[database]\nurl = \"nonsense\"\n", "database.url"),
+        ("[redis]\nurl = \"postgres://127.0.0.1\"\n", "redis.url"),
+        ("[redis]\nurl = \"127.0.0.1:6379\"\n", "redis.url"),
+        ("[auth]\njwt_secret = \"\"\n", "auth.jwt_secret"),
+        (
+            "[telemetry]\nmetrics_listen = \"nowhere\"\n",
+            "telemetry.metrics_listen",
+        ),
+        ("[telemetry]\nlog = \"foo=loud\"\n", "telemetry.log"),
+        ("[simulate]\nrate = -1.0\n", "simulate.rate"),
+    ] {
+        assert_names(&refusal(text), &[key]);
+    }
+}
