@@ -1,4 +1,4 @@
-//! Behaviour of `processors::chain::ChainAnalyticsEngine` against the definitions in the domain
+//! Behaviour of `strikeflow_analytics::chain::ChainAnalyticsEngine` against the definitions in the domain
 //! brief ("Chain analytics definitions"): max pain, PCR, ATM and ATM IV, moneyness buckets,
 //! build-up, forward selection, no-NaN outputs, cadence, previous-close ΔOI and skew.
 

@@ -1,4 +1,4 @@
-//! Outputs of the option-chain analytics (`processors::chain`): per-option analytics, per-chain
+//! Outputs of the option-chain analytics (`strikeflow_analytics::chain`): per-option analytics, per-chain
 //! analytics and moneyness series points. Each type mirrors its `.avsc` file under
 //! `schemas/avro/` field for field and in the same order (the Avro binary encoding is
 //! positional). Values that can be absent are `Option`s (Avro `["null", T]` unions): no NaN is
