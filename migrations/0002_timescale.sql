@@ -1,16 +1,8 @@
--- Hypertables when TimescaleDB is installed on the server; plain tables (with the time
--- indexes above) otherwise. Detected here, at migrate time, so one set of migrations
--- serves both. Both calls are no-ops when already applied.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
-        CREATE EXTENSION IF NOT EXISTS timescaledb;
-        PERFORM create_hypertable('ticks', 'ts', chunk_time_interval => interval '1 day',
-                                  if_not_exists => TRUE, migrate_data => TRUE);
-        PERFORM create_hypertable('bars_1m', 'window_start', chunk_time_interval => interval '7 days',
-                                  if_not_exists => TRUE, migrate_data => TRUE);
-    ELSE
-        RAISE NOTICE 'timescaledb is not available: ticks and bars_1m stay plain tables';
-    END IF;
-END
-$$;
+-- Superseded by 0004_rollups_and_timescale.sql, which detects TimescaleDB correctly (the
+-- extension must be loadable, i.e. preloaded, not only available: this migration used to
+-- fail on a server where it was only available) and adds compression, retention and the
+-- rollups. Kept, empty, so versions stay in order. A database that applied the earlier
+-- text has hypertables (1-day ticks chunks, 7-day bars_1m chunks) or plain tables, both of
+-- which 0004 completes; `strikeflow migrate` records this text's checksum for it (see
+-- src/migrate.rs).
+SELECT 1;

@@ -40,7 +40,7 @@ pub(crate) enum Command {
     /// Run every stage in one process (simulator, processor, sink, push): the quick start.
     Run(RunArgs),
     /// Apply database migrations and create the Kafka topics.
-    Migrate,
+    Migrate(MigrateArgs),
     /// Mint a development JWT for the WebSocket API.
     Token(TokenArgs),
     /// Print throughput figures (see docs/benchmarks.md).
@@ -49,6 +49,30 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: BenchTarget,
     },
+}
+
+/// How `migrate` treats the database (see docs/migrations.md).
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// Convert this database to TimescaleDB: ticks and bars_1m become compressed hypertables
+    /// with retention, bars_3m .. bars_1d continuous aggregates. For a database created
+    /// before the server had TimescaleDB (a fresh one uses it by itself). Moves every row and
+    /// locks the tables while it does, so stop the sinks first. Fails unless TimescaleDB is
+    /// available and in shared_preload_libraries.
+    #[arg(long, conflicts_with = "no_timescale")]
+    pub(crate) timescale: bool,
+    /// Keep plain tables and views even where TimescaleDB loads (for a new database; it does
+    /// not undo a conversion).
+    #[arg(long)]
+    pub(crate) no_timescale: bool,
+    /// Seconds to wait for the migration lock when another `migrate` holds it, before giving
+    /// up naming the holder.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) lock_timeout_secs: u64,
+    /// Only the database: do not create the Kafka topics (for a DBA, or the TimescaleDB
+    /// check, where no Kafka runs).
+    #[arg(long)]
+    pub(crate) database_only: bool,
 }
 
 /// The benchmarks behind `docs/benchmarks.md`.

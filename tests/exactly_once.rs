@@ -25,9 +25,9 @@ use strikeflow_schemas::{Instrument, Tick, Topics};
 const CHUNK: usize = 8_000;
 const CHUNKS: usize = 6;
 
-/// The input every run gets: the test market's instruments, its ticks in chunks, some
-/// ticks re-sent minutes late (for the late topic) and one undecodable record (for the
-/// dead-letter topic).
+/// The input every run gets: the test market's instruments, its ticks in chunks (each
+/// followed by an event-time marker), some ticks re-sent minutes late (for the late topic)
+/// and one undecodable record (for the dead-letter topic).
 struct Input {
     instruments: Vec<Instrument>,
     chunks: Vec<Vec<Tick>>,
@@ -99,6 +99,17 @@ impl Feed {
                 self.raw.flush().await.expect("garbage acknowledged");
             }
         }
+        // Each chunk ends with an event-time marker at its newest tick, in every partition:
+        // restores replay across markers, which must close bars exactly as the first time.
+        let newest = chunk
+            .iter()
+            .map(|t| t.exchange_ts)
+            .max()
+            .unwrap_or_default();
+        self.publisher
+            .publish_watermark(newest, "test")
+            .await
+            .expect("publishing a marker");
         self.publisher.flush().await.expect("chunk acknowledged");
         self.next_chunk += 1;
     }

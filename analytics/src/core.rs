@@ -100,6 +100,11 @@ pub struct CoreStats {
     pub reference_ticks: u64,
     /// Primary ticks whose bar had already closed, returned as [`Output::Late`].
     pub late_ticks: u64,
+    /// Event-time markers handled (see [`TickProcessor::on_watermark`]).
+    pub watermark_markers: u64,
+    /// Of those, markers at or behind the watermark, which changed nothing (a repeated
+    /// marker, or a partition whose ticks had already passed it).
+    pub stale_watermark_markers: u64,
     /// Reference copies behind the watermark, ignored (their primary is routed as late in
     /// its own partition).
     pub late_reference_ticks: u64,
@@ -212,6 +217,23 @@ impl TickProcessor {
         }
         self.watermark.observe(tick.exchange_ts);
         self.chains.on_tick(tick);
+        self.close_ready(out);
+    }
+
+    /// Handles an event-time marker (see `strikeflow_schemas::WATERMARK_HEADER`): the source
+    /// promises that no tick older than `event_ts` follows, so the watermark moves to
+    /// `event_ts` itself (no lateness is added: the marker already says the wait is over).
+    /// Every bar ending at or before it closes and the chains emit up to it, which is how
+    /// the session's last bar and analytics come out at the close rather than with the next
+    /// session's first tick. A marker at or behind the watermark changes nothing, so
+    /// repeating one is harmless and time never moves back; a tick older than the marker
+    /// that arrives after it is late, as the promise was broken.
+    pub fn on_watermark(&mut self, event_ts: i64, out: &mut Vec<Output>) {
+        self.stats.watermark_markers += 1;
+        if !self.watermark.advance_to(event_ts) {
+            self.stats.stale_watermark_markers += 1;
+            return;
+        }
         self.close_ready(out);
     }
 
@@ -460,6 +482,133 @@ mod tests {
         p.on_reference_tick(&tick(7, 200 * SEC), &mut out);
         assert!(bars(&out).is_empty(), "copies never open bars: {out:?}");
         assert_eq!(p.late_ticks(), 0);
+    }
+
+    /// 15:29 IST on 2026-12-01 (09:59 UTC) and the session close a minute later.
+    const LAST_MINUTE: i64 = 1_796_119_140 * SEC;
+    const CLOSE: i64 = LAST_MINUTE + 60 * SEC;
+
+    #[test]
+    fn session_close_marker_closes_the_last_bar() {
+        let mut p = processor(2 * SEC);
+        let mut out = Vec::new();
+        p.on_tick(tick(1, LAST_MINUTE + 10 * SEC), &mut out);
+        p.on_tick(tick(2, CLOSE - SEC), &mut out); // the session's last tick, 15:29:59
+        assert!(bars(&out).is_empty(), "without a marker 15:29 stays open");
+        p.on_watermark(CLOSE, &mut out);
+        assert_eq!(bars(&out), vec![(1, LAST_MINUTE), (2, LAST_MINUTE)]);
+        assert_eq!(p.watermark(), Some(CLOSE));
+        let stats = p.take_stats();
+        assert_eq!(
+            (stats.watermark_markers, stats.stale_watermark_markers),
+            (1, 0)
+        );
+    }
+
+    #[test]
+    fn a_second_marker_is_a_no_op_and_time_never_moves_back() {
+        let mut p = processor(2 * SEC);
+        let mut out = Vec::new();
+        p.on_tick(tick(1, CLOSE - SEC), &mut out);
+        p.on_watermark(CLOSE, &mut out);
+        let after_first = out.len();
+        p.on_watermark(CLOSE, &mut out);
+        p.on_watermark(LAST_MINUTE, &mut out);
+        assert_eq!(
+            out.len(),
+            after_first,
+            "repeated and older markers emit nothing"
+        );
+        assert_eq!(p.watermark(), Some(CLOSE));
+        let stats = p.take_stats();
+        assert_eq!(
+            (stats.watermark_markers, stats.stale_watermark_markers),
+            (3, 2)
+        );
+    }
+
+    #[test]
+    fn a_tick_before_the_marker_arriving_after_it_is_late() {
+        let mut p = processor(2 * SEC);
+        let mut out = Vec::new();
+        p.on_tick(tick(1, CLOSE - 30 * SEC), &mut out);
+        p.on_watermark(CLOSE, &mut out);
+        out.clear();
+        p.on_tick(tick(1, CLOSE - SEC), &mut out);
+        assert_eq!(out, vec![Output::Late(tick(1, CLOSE - SEC))]);
+        // The next session's ticks are on time again: the marker added no lateness.
+        p.on_tick(tick(1, CLOSE + 5 * SEC), &mut out);
+        assert_eq!(p.late_ticks(), 1);
+    }
+
+    #[test]
+    fn marker_makes_the_chains_emit_at_the_close() {
+        use strikeflow_schemas::{days_from_date, InstrumentType};
+        let expiry = chrono::NaiveDate::from_ymd_opt(2026, 12, 29).map(days_from_date);
+        let instrument = |token: i64, instrument_type, strike: f64| Instrument {
+            instrument_token: token,
+            exchange_token: token,
+            tradingsymbol: format!("NIFTY-{token}"),
+            name: "NIFTY".into(),
+            last_price: 0.0,
+            expiry: (instrument_type != InstrumentType::EQ)
+                .then_some(expiry)
+                .flatten(),
+            strike,
+            tick_size: 0.05,
+            lot_size: 65,
+            instrument_type,
+            segment: "NFO-OPT".into(),
+            exchange: "NFO".into(),
+        };
+        let mut p = processor(2 * SEC);
+        for i in [
+            instrument(256_265, InstrumentType::EQ, 0.0),
+            instrument(900, InstrumentType::FUT, 0.0),
+            instrument(901, InstrumentType::CE, 24_500.0),
+            instrument(902, InstrumentType::PE, 24_500.0),
+        ] {
+            p.on_instrument(&i).unwrap();
+        }
+        let mut out = Vec::new();
+        for (token, ltp) in [
+            (256_265, 24_480.0),
+            (900, 24_510.0),
+            (901, 120.0),
+            (902, 110.0),
+        ] {
+            p.on_tick(
+                Tick {
+                    ltp,
+                    bid: ltp - 0.05,
+                    ask: ltp + 0.05,
+                    ..tick(token, CLOSE - 3 * SEC)
+                },
+                &mut out,
+            );
+        }
+        let chain_times = |out: &[Output]| -> Vec<(i64, bool)> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Chain(c) => Some((c.ts, c.minute_close)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(chain_times(&out).iter().all(|&(ts, _)| ts < CLOSE));
+        out.clear();
+        p.on_watermark(CLOSE, &mut out);
+        assert_eq!(chain_times(&out), vec![(CLOSE, true)]);
+        assert!(out.iter().any(|o| matches!(o, Output::Moneyness(_))));
+    }
+
+    #[test]
+    fn marker_on_an_empty_partition_sets_its_watermark() {
+        let mut p = processor(2 * SEC);
+        let mut out = Vec::new();
+        p.on_watermark(CLOSE, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(p.watermark(), Some(CLOSE));
     }
 
     #[test]

@@ -32,6 +32,22 @@ impl PartitionWatermark {
         self.max_event_ts = Some(self.max_event_ts.map_or(event_ts, |m| m.max(event_ts)));
     }
 
+    /// Raises the watermark to at least `watermark` (an event-time marker: the source
+    /// promises no older event follows), never lowering it.
+    ///
+    /// Stored as the newest event time it implies (`watermark` plus the lateness), so the
+    /// state keeps its shape (snapshots of earlier builds stay readable) and the watermark
+    /// stays one formula: a marker at `T` behaves like an event at `T + lateness`. Returns
+    /// whether the watermark moved.
+    pub fn advance_to(&mut self, watermark: i64) -> bool {
+        let implied = watermark.saturating_add(self.allowed_lateness_micros);
+        if self.max_event_ts.is_some_and(|m| m >= implied) {
+            return false;
+        }
+        self.max_event_ts = Some(implied);
+        true
+    }
+
     /// The watermark: every window ending at or before it is complete. Never moves back,
     /// because the newest event time never does.
     pub fn current(&self) -> Option<i64> {
@@ -59,6 +75,28 @@ mod tests {
         w.observe(500);
         w.observe(320);
         assert_eq!(w.current(), Some(490));
+    }
+
+    #[test]
+    fn advance_to_raises_to_exactly_the_marker_and_never_lowers() {
+        let mut w = PartitionWatermark::new(5);
+        assert!(
+            w.advance_to(100),
+            "an empty partition gets the marker's time"
+        );
+        assert_eq!(w.current(), Some(100));
+        w.observe(103);
+        assert_eq!(
+            w.current(),
+            Some(100),
+            "an event within the lateness adds nothing"
+        );
+        assert!(!w.advance_to(100), "the same marker again is a no-op");
+        assert!(!w.advance_to(50), "an older marker never moves it back");
+        assert_eq!(w.current(), Some(100));
+        w.observe(300);
+        assert!(!w.advance_to(200));
+        assert_eq!(w.current(), Some(295));
     }
 
     #[test]

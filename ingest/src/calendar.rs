@@ -35,6 +35,58 @@ pub fn ist_micros(date: NaiveDate, time: NaiveTime) -> i64 {
     date.and_time(time).and_utc().timestamp_micros() - i64::from(IST.local_minus_utc()) * 1_000_000
 }
 
+/// One minute in micros: the bar length, which an end-of-input marker rounds up to.
+const MINUTE_MICROS: i64 = 60_000_000;
+
+/// The IST calendar date of an instant (micros since the epoch). Session closes are IST
+/// wall-clock times, so a UTC date would put a 05:00 IST tick on the previous day.
+pub fn ist_date(ts: i64) -> NaiveDate {
+    match chrono::DateTime::from_timestamp_micros(ts) {
+        Some(utc) => utc.with_timezone(&IST).date_naive(),
+        // Beyond chrono's ±262,000 years: no exchange timestamp, only hostile input.
+        None if ts < 0 => NaiveDate::MIN,
+        None => NaiveDate::MAX,
+    }
+}
+
+/// The session close (15:30 IST) of the IST day holding `ts`.
+pub fn session_close_of(ts: i64) -> i64 {
+    ist_micros(ist_date(ts), SESSION_CLOSE)
+}
+
+/// The event time an end-of-input marker carries after the newest tick `last_ts`: that
+/// day's session close, or, for a tick stamped after the close (closing-session prints),
+/// the end of its minute, so its bar closes too.
+pub fn session_end_after(last_ts: i64) -> i64 {
+    let minute_end = last_ts.saturating_sub(last_ts.rem_euclid(MINUTE_MICROS)) + MINUTE_MICROS;
+    session_close_of(last_ts).max(minute_end)
+}
+
+/// The event-time marker owed between two consecutive ticks of a recording (`newest` is the
+/// newest event time so far, `next` the tick about to be published), if a session ended in
+/// between: the close when `next` is at or past it, or [`session_end_after`] when `next`
+/// is on a later IST day after post-close ticks.
+pub fn session_boundary(newest: i64, next: i64) -> Option<i64> {
+    let close = session_close_of(newest);
+    if newest < close && next >= close {
+        return Some(close);
+    }
+    (ist_date(next) > ist_date(newest)).then(|| session_end_after(newest))
+}
+
+/// The most recent session close that is at least `grace_micros` in the past at `now`: a
+/// live feed vouches for a close only once ticks stamped before it have had `grace_micros`
+/// to arrive.
+pub fn latest_close(now: i64, grace_micros: i64) -> i64 {
+    let date = ist_date(now.saturating_sub(grace_micros));
+    let close = ist_micros(date, SESSION_CLOSE);
+    if close.saturating_add(grace_micros) <= now {
+        close
+    } else {
+        ist_micros(date.pred_opt().unwrap_or(date), SESSION_CLOSE)
+    }
+}
+
 /// Weekday trading holidays (year, month, day) of the default calendar, with the occasion.
 /// Source: *configured* for late 2026 and 2027 from the usual Indian exchange holidays (the
 /// NSE circular cannot be fetched here); dates of lunar festivals are estimates. Replace
@@ -385,5 +437,57 @@ mod tests {
     fn session_open_is_0345_utc() {
         let micros = ist_micros(d(2026, 12, 1), SESSION_OPEN);
         assert_eq!(micros % 86_400_000_000, (3 * 3600 + 45 * 60) * 1_000_000);
+    }
+
+    const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn ist_dates_and_closes() {
+        let close = ist_micros(d(2026, 12, 1), SESSION_CLOSE);
+        assert_eq!(
+            close % 86_400_000_000,
+            10 * 3600 * 1_000_000,
+            "15:30 IST is 10:00 UTC"
+        );
+        // 00:30 IST on 2 Dec is still 1 Dec in UTC.
+        let early = ist_micros(d(2026, 12, 2), NaiveTime::from_hms_opt(0, 30, 0).unwrap());
+        assert_eq!(ist_date(early), d(2026, 12, 2));
+        assert_eq!(ist_date(early - 1_000_000 * 3600), d(2026, 12, 1));
+        assert_eq!(session_close_of(close - 1), close);
+        assert_eq!(session_close_of(early), close + 86_400_000_000);
+    }
+
+    #[test]
+    fn end_of_input_marker_is_the_close_or_the_end_of_a_later_minute() {
+        let close = ist_micros(d(2026, 12, 1), SESSION_CLOSE);
+        assert_eq!(session_end_after(close - 1), close);
+        assert_eq!(session_end_after(close - 5 * 3600 * 1_000_000), close);
+        assert_eq!(session_end_after(close + MIN + 5), close + 2 * MIN);
+    }
+
+    #[test]
+    fn boundaries_between_ticks() {
+        let close = ist_micros(d(2026, 12, 1), SESSION_CLOSE);
+        let next_open = ist_micros(d(2026, 12, 2), SESSION_OPEN);
+        assert_eq!(session_boundary(close - MIN, close - 1), None);
+        assert_eq!(session_boundary(close - 1, next_open), Some(close));
+        assert_eq!(session_boundary(close - 1, close), Some(close));
+        // Post-close prints, then the next day: their minute closes too.
+        assert_eq!(session_boundary(close + 30, close + 90_000_000), None);
+        assert_eq!(
+            session_boundary(close + 90_000_000, next_open),
+            Some(close + 2 * MIN)
+        );
+    }
+
+    #[test]
+    fn latest_close_waits_for_the_grace() {
+        let close = ist_micros(d(2026, 12, 1), SESSION_CLOSE);
+        let grace = 10_000_000;
+        let day = 86_400_000_000;
+        assert_eq!(latest_close(close + grace, grace), close);
+        assert_eq!(latest_close(close + grace - 1, grace), close - day);
+        assert_eq!(latest_close(close + 8 * 3600 * 1_000_000, grace), close);
+        assert_eq!(latest_close(close + day - 1, grace), close);
     }
 }

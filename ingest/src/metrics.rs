@@ -11,6 +11,9 @@ use ::metrics::Counter;
 /// Counter: ticks accepted and published to the ticks topic (reference copies of spot
 /// ticks not included), labelled `source` = `simulator` | `replay` | `kite`.
 pub const TICKS: &str = "ingest_ticks_total";
+/// Counter: end-of-session event-time markers written (each into every ticks partition),
+/// labelled `source`.
+pub const WATERMARK_MARKERS: &str = "ingest_watermark_markers_total";
 /// Counter: WebSocket connections opened to the Kite ticker (the first and every
 /// reconnect).
 pub const KITE_CONNECTIONS: &str = "kite_connections_total";
@@ -31,8 +34,8 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// The label value.
-    fn label(self) -> &'static str {
+    /// The label value, also the `source` written into event-time markers.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Simulator => "simulator",
             Self::Replay => "replay",
@@ -44,6 +47,11 @@ impl Source {
 /// The [`TICKS`] counter of one source.
 pub(crate) fn ticks(source: Source) -> Counter {
     ::metrics::counter!(TICKS, "source" => source.label())
+}
+
+/// The [`WATERMARK_MARKERS`] counter of one source.
+pub(crate) fn watermark_markers(source: Source) -> Counter {
+    ::metrics::counter!(WATERMARK_MARKERS, "source" => source.label())
 }
 
 /// The [`KITE_CONNECTIONS`] counter.
@@ -67,6 +75,10 @@ pub fn describe() {
     ::metrics::describe_counter!(
         TICKS,
         "Ticks published to the ticks topic, by source (simulator, replay, kite)"
+    );
+    ::metrics::describe_counter!(
+        WATERMARK_MARKERS,
+        "End-of-session event-time markers written to every ticks partition, by source"
     );
     ::metrics::describe_counter!(
         KITE_CONNECTIONS,

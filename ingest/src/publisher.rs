@@ -4,6 +4,11 @@
 //! once more into every partition of the ticks topic as a *reference copy* carrying
 //! [`REFERENCE_COPY_HEADER`]: every chain needs its underlying's spot, and this way each
 //! processor partition sees it in its own log, in publish order.
+//!
+//! An event-time marker ([`TickPublisher::publish_watermark`], header [`WATERMARK_HEADER`])
+//! goes into every partition the same way: a source's promise that no older tick follows
+//! (the session close), which closes each partition's last bars without waiting for the
+//! next session's first tick.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,7 +18,8 @@ use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
 use strikeflow_kafka::{client_config, partition_ids, DeadLetter, KafkaError, Outbox};
 use strikeflow_schemas::{
-    encode_into, Instrument, InstrumentType, Tick, Topics, REFERENCE_COPY_HEADER,
+    encode_into, Instrument, InstrumentType, Tick, Topics, Watermark, REFERENCE_COPY_HEADER,
+    WATERMARK_HEADER,
 };
 
 use crate::validate::TickValidator;
@@ -54,10 +60,13 @@ pub struct TickPublisher {
     /// The reference-copy header, built once; each copy takes a clone (librdkafka owns a
     /// record's headers once it is enqueued).
     reference_header: OwnedHeaders,
+    /// The event-time marker header, built once like `reference_header`.
+    watermark_header: OwnedHeaders,
     dead_letters: String,
     buf: Vec<u8>,
     published: u64,
     rejected: u64,
+    markers: u64,
 }
 
 impl TickPublisher {
@@ -84,11 +93,16 @@ impl TickPublisher {
                 key: REFERENCE_COPY_HEADER,
                 value: Some("1"),
             }),
+            watermark_header: OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: WATERMARK_HEADER,
+                value: Some("1"),
+            }),
             dead_letters: topics.dead_letter(&ticks_topic),
             ticks_topic,
             buf: Vec::with_capacity(256),
             published: 0,
             rejected: 0,
+            markers: 0,
         })
     }
 
@@ -176,6 +190,39 @@ impl TickPublisher {
         Ok(())
     }
 
+    /// Writes an event-time marker at `event_ts` into every ticks partition and waits for
+    /// the acknowledgements: the source promises that no tick older than `event_ts` follows
+    /// (e.g. the session close), so every processor closes the bars and analytics up to it
+    /// now rather than when the next session's first tick arrives. `source` names the feed
+    /// for operators.
+    ///
+    /// It bypasses the validator (it is not a tick); everything enqueued before it lands
+    /// before it in each partition. Markers carry no key: they belong to no chain.
+    pub async fn publish_watermark(
+        &mut self,
+        event_ts: i64,
+        source: &str,
+    ) -> Result<(), IngestError> {
+        encode_into(
+            &Watermark {
+                event_ts,
+                source: source.to_owned(),
+            },
+            &mut self.buf,
+        )?;
+        for &partition in &self.ticks_partitions {
+            self.outbox.send_record(
+                FutureRecord::<(), [u8]>::to(&self.ticks_topic)
+                    .partition(partition)
+                    .payload(self.buf.as_slice())
+                    .headers(self.watermark_header.clone()),
+            )?;
+        }
+        self.markers += 1;
+        self.outbox.flush().await?;
+        Ok(())
+    }
+
     /// Dead-letters input that is not a tick at all (a malformed recorded line, say);
     /// `kind` labels it in `dead_letters_total` (`malformed`, `kite_frame`, …).
     pub async fn reject_raw(
@@ -212,6 +259,11 @@ impl TickPublisher {
     /// Ticks rejected so far.
     pub fn rejected(&self) -> u64 {
         self.rejected
+    }
+
+    /// Event-time markers written so far (each once per ticks partition).
+    pub fn markers(&self) -> u64 {
+        self.markers
     }
 }
 

@@ -54,12 +54,19 @@ pub struct SimulationReport {
     pub ticks: u64,
     /// Ticks the validator sent to the dead-letter topic instead.
     pub rejected: u64,
+    /// End-of-session markers written (one per simulated session that ended).
+    pub markers: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
 
 /// Publishes the instrument master, then ticks, until `max_ticks` or `shutdown`.
 /// Everything enqueued is acknowledged before this returns.
+///
+/// Right after each simulated session's last tick (15:29:59.x IST) an event-time marker at
+/// the close is written into every ticks partition, so the session's last bars and
+/// analytics are published without waiting for the next session. A run stopped inside a
+/// session (`max_ticks` or shutdown) writes none: the session did not end.
 pub async fn run_simulation(
     config: SimulateConfig,
     shutdown: CancellationToken,
@@ -111,6 +118,13 @@ pub async fn run_simulation(
             publisher
                 .publish(&tick, || format!("simulator:{seq}"), None)
                 .await?;
+            if let Some(close) = market.session_over() {
+                publisher
+                    .publish_watermark(close, Source::Simulator.label())
+                    .await?;
+                metrics::watermark_markers(Source::Simulator).increment(1);
+                info!(close, "simulated session closed");
+            }
         }
         sent += budget;
         if pacer.is_none() {
@@ -127,6 +141,7 @@ pub async fn run_simulation(
         instruments,
         ticks: publisher.published(),
         rejected: publisher.rejected(),
+        markers: publisher.markers(),
         elapsed: started.elapsed(),
     };
     info!(ticks = report.ticks, rejected = report.rejected, elapsed = ?report.elapsed, "simulation finished");

@@ -3,14 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strikeflow_ingest::calendar::{ist_micros, SESSION_CLOSE};
 use strikeflow_ingest::master::write_master;
 use strikeflow_ingest::replay::{run_replay, ReplayConfig, Speed, TickRecorder};
 use strikeflow_ingest::{MarketSimulator, SimulatorConfig};
-use strikeflow_schemas::{decode, Tick, Topics};
+use strikeflow_schemas::{decode, Tick, Topics, Watermark};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{brokers, consumer, topics_and_dir};
+use common::{brokers, consumer, read_rest, topics_and_dir};
 
 async fn sandbox(label: &str) -> (Topics, PathBuf) {
     topics_and_dir(&format!("replay_{label}")).await
@@ -73,6 +74,25 @@ async fn recorded_session_replays_to_identical_ticks_and_resumes() {
     );
     let on_topic = read_ticks(&topics.ticks(), 3_000).await;
     assert_eq!(sorted(on_topic), sorted(ticks.clone()));
+
+    // The end of the input closed the session: one marker at 15:30 IST in every partition.
+    assert_eq!(report.markers, 1);
+    let close = ist_micros(
+        chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        SESSION_CLOSE,
+    );
+    let markers: Vec<(i32, Watermark)> =
+        read_rest(&consumer(&topics.ticks()), Duration::from_secs(5))
+            .await
+            .into_iter()
+            .filter(|r| r.is_watermark())
+            .map(|r| (r.partition, decode(&r.payload).unwrap()))
+            .collect();
+    let partitions: std::collections::BTreeSet<i32> = markers.iter().map(|(p, _)| *p).collect();
+    assert_eq!((markers.len(), partitions.len()), (6, 6), "{markers:?}");
+    assert!(markers
+        .iter()
+        .all(|(_, m)| m.event_ts == close && m.source == "replay"));
 
     // Resuming from line 2_901 publishes exactly the last 100 lines again.
     let resumed = run_replay(

@@ -24,16 +24,45 @@ pub use rdkafka;
 
 use rdkafka::message::{Headers, Message};
 
-/// Whether a ticks record is a reference copy of a spot tick (it carries
-/// [`strikeflow_schemas::REFERENCE_COPY_HEADER`]). Sink and push skip copies; the processor
-/// lets them move a chain's spot but builds no bar from them. Primaries carry no headers,
-/// so for them this is one null check.
-pub fn is_reference_copy<M: Message>(msg: &M) -> bool {
-    msg.headers().is_some_and(|headers| {
-        headers
-            .iter()
-            .any(|h| h.key == strikeflow_schemas::REFERENCE_COPY_HEADER)
-    })
+/// What a record of the ticks topic is, told by its headers alone (no decoding).
+///
+/// The ticks topic carries, besides the ticks themselves, records that exist so each
+/// partition's log is self-contained: copies of spot ticks and event-time markers. Deciding
+/// the kind here, once, keeps every stage's reading of those headers the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicksRecord {
+    /// A tick as published (the primary): stored, barred and pushed.
+    Tick,
+    /// A reference copy of a spot tick ([`strikeflow_schemas::REFERENCE_COPY_HEADER`]): moves
+    /// a partition's spot and event time, nothing else.
+    ReferenceCopy,
+    /// An event-time marker ([`strikeflow_schemas::WATERMARK_HEADER`], payload a
+    /// [`strikeflow_schemas::Watermark`]): advances the partition's watermark.
+    Watermark,
+}
+
+/// The kind of a ticks record. Primaries carry no headers, so for them this is one null
+/// check.
+pub fn ticks_record<M: Message>(msg: &M) -> TicksRecord {
+    let Some(headers) = msg.headers() else {
+        return TicksRecord::Tick;
+    };
+    for header in headers.iter() {
+        if header.key == strikeflow_schemas::REFERENCE_COPY_HEADER {
+            return TicksRecord::ReferenceCopy;
+        }
+        if header.key == strikeflow_schemas::WATERMARK_HEADER {
+            return TicksRecord::Watermark;
+        }
+    }
+    TicksRecord::Tick
+}
+
+/// Whether a ticks record is anything but a primary tick (a reference copy or an
+/// event-time marker). Sink and push skip these through this one check, so a new kind of
+/// control record cannot be stored or pushed as a tick by one of them forgetting it.
+pub fn is_control<M: Message>(msg: &M) -> bool {
+    ticks_record(msg) != TicksRecord::Tick
 }
 
 /// Why a Kafka operation failed.
@@ -64,4 +93,41 @@ pub enum KafkaError {
     /// A metadata request run on a blocking thread panicked or was cancelled.
     #[error("a Kafka metadata request task failed")]
     Task(#[source] tokio::task::JoinError),
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+
+    use super::*;
+
+    fn message(header: Option<&str>) -> OwnedMessage {
+        let headers = header.map(|key| {
+            OwnedHeaders::new().insert(Header {
+                key,
+                value: Some("1"),
+            })
+        });
+        OwnedMessage::new(
+            None,
+            None,
+            "ticks.v1".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            headers,
+        )
+    }
+
+    #[test]
+    fn kinds_follow_the_headers() {
+        assert_eq!(ticks_record(&message(None)), TicksRecord::Tick);
+        assert_eq!(ticks_record(&message(Some("other"))), TicksRecord::Tick);
+        let copy = message(Some(strikeflow_schemas::REFERENCE_COPY_HEADER));
+        assert_eq!(ticks_record(&copy), TicksRecord::ReferenceCopy);
+        let marker = message(Some(strikeflow_schemas::WATERMARK_HEADER));
+        assert_eq!(ticks_record(&marker), TicksRecord::Watermark);
+        assert!(is_control(&copy) && is_control(&marker));
+        assert!(!is_control(&message(None)));
+    }
 }

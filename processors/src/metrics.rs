@@ -10,8 +10,8 @@ use strikeflow_analytics::chain::RegisterError;
 use strikeflow_analytics::CoreStats;
 use tracing::{debug, error, warn};
 
-/// Counter: ticks records taken into transactions (primaries, reference copies and
-/// undecodable records alike).
+/// Counter: ticks records taken into transactions (primaries, reference copies, event-time
+/// markers and undecodable records alike).
 const TICKS: &str = "processor_ticks_total";
 /// Counter: one-minute bars published.
 const BARS: &str = "processor_bars_total";
@@ -19,6 +19,8 @@ const BARS: &str = "processor_bars_total";
 const LATE_TICKS: &str = "processor_late_ticks_total";
 /// Counter: reference copies of spot ticks behind their partition's watermark, ignored.
 const LATE_REFERENCE_TICKS: &str = "processor_late_reference_ticks_total";
+/// Counter: event-time markers applied, labelled `effect` (`advanced` or `stale`).
+const WATERMARK_MARKERS: &str = "processor_watermark_markers_total";
 /// Counter: ticks the chain engine did not apply, labelled `reason`.
 const UNAPPLIED_TICKS: &str = "processor_unapplied_ticks_total";
 /// Counter: bars an indicator failed to update on.
@@ -45,6 +47,10 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         LATE_REFERENCE_TICKS,
         "Reference copies of spot ticks behind their partition's watermark, ignored"
+    );
+    metrics::describe_counter!(
+        WATERMARK_MARKERS,
+        "Event-time markers (e.g. session close) applied, by effect (advanced: the watermark moved; stale: it was already there)"
     );
     metrics::describe_counter!(
         UNAPPLIED_TICKS,
@@ -88,6 +94,16 @@ pub(crate) fn core_stats(partition: i32, stats: &CoreStats) {
     }
     if stats.late_reference_ticks > 0 {
         metrics::counter!(LATE_REFERENCE_TICKS).increment(stats.late_reference_ticks);
+    }
+    if stats.watermark_markers > 0 {
+        let stale = stats.stale_watermark_markers;
+        let advanced = stats.watermark_markers.saturating_sub(stale);
+        debug!(partition, advanced, stale, "event-time markers");
+        for (effect, count) in [("advanced", advanced), ("stale", stale)] {
+            if count > 0 {
+                metrics::counter!(WATERMARK_MARKERS, "effect" => effect).increment(count);
+            }
+        }
     }
     let chains = &stats.chains;
     for (reason, count) in [

@@ -278,7 +278,7 @@ impl FeedCounters {
             tick_errors: metrics::counter!(stats::DECODE_ERRORS, "kind" => "tick"),
             bar_errors: metrics::counter!(stats::DECODE_ERRORS, "kind" => "bar"),
             unknown_token: metrics::counter!(stats::UNKNOWN_TOKEN),
-            reference_copies: metrics::counter!(stats::REFERENCE_COPIES_SKIPPED),
+            reference_copies: metrics::counter!(stats::CONTROL_RECORDS_SKIPPED),
         }
     }
 }
@@ -341,7 +341,7 @@ impl FeedState {
     /// Publish one message of the ticks topic, unless it is a reference copy of a spot tick
     /// (its primary is published instead).
     pub(crate) fn on_tick_message<M: Message>(&mut self, msg: &M) {
-        if strikeflow_kafka::is_reference_copy(msg) {
+        if strikeflow_kafka::is_control(msg) {
             self.counters.reference_copies.increment(1);
         } else {
             self.on_tick(msg.payload());

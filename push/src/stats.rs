@@ -8,8 +8,8 @@ pub(crate) const DELIVERIES: &str = "push_deliveries_total";
 pub(crate) const SLOW_CLIENT_CLOSES: &str = "push_slow_client_closes_total";
 /// Counter: ticks/bars whose instrument token is not (yet) in the instrument map.
 pub(crate) const UNKNOWN_TOKEN: &str = "push_unknown_token_total";
-/// Counter: reference copies of spot ticks skipped (their primary is pushed instead).
-pub(crate) const REFERENCE_COPIES_SKIPPED: &str = "push_reference_copies_skipped_total";
+/// Counter: ticks-topic control records skipped (spot reference copies, event-time markers).
+pub(crate) const CONTROL_RECORDS_SKIPPED: &str = "push_control_records_skipped_total";
 /// Counter: Kafka messages that could not be decoded, labelled `kind`.
 pub(crate) const DECODE_ERRORS: &str = "push_decode_errors_total";
 /// Counter: failed writes of bar snapshots to Redis.
@@ -30,8 +30,8 @@ pub(crate) fn describe() {
         "Ticks and bars whose instrument token was not in the instrument map"
     );
     metrics::describe_counter!(
-        REFERENCE_COPIES_SKIPPED,
-        "Reference copies of spot ticks skipped; their primary is pushed"
+        CONTROL_RECORDS_SKIPPED,
+        "Ticks-topic control records skipped: spot reference copies (the primary is pushed) and event-time markers"
     );
     metrics::describe_counter!(DECODE_ERRORS, "Kafka messages push could not decode");
     metrics::describe_counter!(SNAPSHOT_ERRORS, "Failed Redis writes of bar snapshots");

@@ -1,6 +1,8 @@
 //! Prints the canonical form and fingerprint of every schema (handy when a schema changes and the
 //! pinned values in the tests must be reviewed).
-use strikeflow_schemas::{try_fingerprint, AvroRecord, Bar, CodecError, Instrument, Tick};
+use strikeflow_schemas::{
+    try_fingerprint, AvroRecord, Bar, CodecError, Instrument, Tick, Watermark,
+};
 
 fn show<T: AvroRecord>() -> Result<(), CodecError> {
     let codec = T::schema_codec()?;
@@ -16,5 +18,6 @@ fn show<T: AvroRecord>() -> Result<(), CodecError> {
 fn main() -> Result<(), CodecError> {
     show::<Instrument>()?;
     show::<Tick>()?;
-    show::<Bar>()
+    show::<Bar>()?;
+    show::<Watermark>()
 }

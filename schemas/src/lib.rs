@@ -20,8 +20,9 @@ pub use codec::{
 };
 pub use model::{
     date_from_days, days_from_date, Bar, ChainKey, ChainKeyError, Instrument, InstrumentType, Tick,
+    Watermark,
 };
-pub use topics::{TopicSpec, Topics, REFERENCE_COPY_HEADER};
+pub use topics::{TopicSpec, Topics, REFERENCE_COPY_HEADER, WATERMARK_HEADER};
 
 /// Directory holding the `.avsc` files, for tools and tests that need the schema files
 /// themselves (e.g. the fastavro contract test).

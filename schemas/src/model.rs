@@ -109,6 +109,19 @@ pub struct Bar {
     pub tick_count: i32,
 }
 
+/// An event-time marker (`strikeflow.Watermark` on `ticks.v1`, with
+/// [`crate::WATERMARK_HEADER`]): the source promises that no tick older than `event_ts` follows
+/// in the partition. Exists so a session's last bar and analytics close at the session close
+/// instead of when the next session's first tick arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// UTC microseconds since the epoch (Avro `timestamp-micros`) up to which event time is
+    /// complete: the session close, 15:30 IST, for an end-of-session marker.
+    pub event_ts: i64,
+    /// The feed that vouched for it (`simulator`, `replay`, `kite`), for operators.
+    pub source: String,
+}
+
 impl_avro_record!(
     Instrument,
     "strikeflow.Instrument",
@@ -116,6 +129,11 @@ impl_avro_record!(
 );
 impl_avro_record!(Tick, "strikeflow.Tick", include_str!("../avro/tick.avsc"));
 impl_avro_record!(Bar, "strikeflow.Bar", include_str!("../avro/bar.avsc"));
+impl_avro_record!(
+    Watermark,
+    "strikeflow.Watermark",
+    include_str!("../avro/watermark.avsc")
+);
 
 /// Days between 0001-01-01 (chrono's day 1 of the common era) and 1970-01-01.
 const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;

@@ -36,6 +36,17 @@ pub struct TopicSpec {
 /// copy without this header is the primary: only it is stored, barred and pushed.
 pub const REFERENCE_COPY_HEADER: &str = "strikeflow.reference-copy";
 
+/// Header set on an event-time marker (value `"1"`, payload a [`crate::Watermark`]) that a
+/// source writes into every ticks partition, e.g. at the session close.
+///
+/// A partition's bars close on its own event time, so without a marker the session's last
+/// bar would wait for the next session's first tick. The marker travels in each partition's
+/// log like any record, so a processor restored from a snapshot replays it exactly as the
+/// original run applied it. It is not a tick: sink and push skip it (see
+/// `strikeflow_kafka::is_control`), and its payload's fingerprint makes a reader that
+/// ignores headers and decodes it as a tick fail loudly instead of misreading it.
+pub const WATERMARK_HEADER: &str = "strikeflow.watermark";
+
 impl Topics {
     /// Partitions of the ticks topic: the unit of parallelism of the processors.
     pub const TICKS_PARTITIONS: i32 = 6;
@@ -136,6 +147,13 @@ impl Topics {
             spec(self.moneyness(), Self::ANALYTICS_PARTITIONS, false),
             spec(self.indicators(), Self::ANALYTICS_PARTITIONS, false),
             spec(self.late(), 1, false),
+            // The sink stores the analytics topics too, and dead-letters what it cannot
+            // store (an undecodable record, a value PostgreSQL refuses).
+            spec(self.dead_letter(&self.strikes()), 1, false),
+            spec(self.dead_letter(&self.chains()), 1, false),
+            spec(self.dead_letter(&self.moneyness()), 1, false),
+            spec(self.dead_letter(&self.indicators()), 1, false),
+            spec(self.dead_letter(&self.late()), 1, false),
             TopicSpec {
                 // A snapshot holds one partition's open bars, chain and indicator state: more
                 // than the 1 MiB default with full NIFTY and BANKNIFTY chains.
@@ -197,6 +215,11 @@ mod tests {
                 ("p-moneyness.v1", 6, false),
                 ("p-indicators.v1", 6, false),
                 ("p-ticks.late.v1", 1, false),
+                ("p-strikes.dlq.v1", 1, false),
+                ("p-chains.dlq.v1", 1, false),
+                ("p-moneyness.dlq.v1", 1, false),
+                ("p-indicators.dlq.v1", 1, false),
+                ("p-ticks.late.dlq.v1", 1, false),
                 ("p-processor-state.v1", 1, true),
             ]
         );

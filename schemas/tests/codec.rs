@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use strikeflow_schemas::{
     canonical_form, date_from_days, days_from_date, decode, encode, encode_into, fingerprint,
     rabin_fingerprint, try_fingerprint, AvroRecord, Bar, ChainKey, CodecError, Instrument,
-    InstrumentType, Tick, HEADER_LEN,
+    InstrumentType, Tick, Watermark, HEADER_LEN,
 };
 
 /// Pinned fingerprints. The fastavro contract test checks that fastavro computes the same values
@@ -14,16 +14,19 @@ use strikeflow_schemas::{
 const INSTRUMENT_FP: u64 = 0x2468_d85a_a3c4_57db;
 const TICK_FP: u64 = 0x33e7_afa7_831e_c1bc;
 const BAR_FP: u64 = 0x634b_b08e_0bfa_7875;
+const WATERMARK_FP: u64 = 0x13e5_7924_6cfb_dc1b;
 
 #[test]
 fn fingerprints_are_pinned() {
     assert_eq!(fingerprint::<Instrument>(), INSTRUMENT_FP);
     assert_eq!(fingerprint::<Tick>(), TICK_FP);
     assert_eq!(fingerprint::<Bar>(), BAR_FP);
+    assert_eq!(fingerprint::<Watermark>(), WATERMARK_FP);
     for (pcf, fp) in [
         (canonical_form(Instrument::SCHEMA_JSON), INSTRUMENT_FP),
         (canonical_form(Tick::SCHEMA_JSON), TICK_FP),
         (canonical_form(Bar::SCHEMA_JSON), BAR_FP),
+        (canonical_form(Watermark::SCHEMA_JSON), WATERMARK_FP),
     ] {
         assert_eq!(rabin_fingerprint(pcf.expect("pcf").as_bytes()), fp);
     }
@@ -34,10 +37,12 @@ fn record_names_match_schemas() {
     assert_eq!(Instrument::NAME, "strikeflow.Instrument");
     assert_eq!(Tick::NAME, "strikeflow.Tick");
     assert_eq!(Bar::NAME, "strikeflow.Bar");
+    assert_eq!(Watermark::NAME, "strikeflow.Watermark");
     for (json, name) in [
         (Instrument::SCHEMA_JSON, Instrument::NAME),
         (Tick::SCHEMA_JSON, Tick::NAME),
         (Bar::SCHEMA_JSON, Bar::NAME),
+        (Watermark::SCHEMA_JSON, Watermark::NAME),
     ] {
         let pcf = canonical_form(json).expect("pcf");
         assert!(pcf.starts_with(&format!("{{\"name\":\"{name}\",")), "{pcf}");
@@ -47,7 +52,12 @@ fn record_names_match_schemas() {
 /// Every field of every schema carries a "doc".
 #[test]
 fn every_field_is_documented() {
-    for json in [Instrument::SCHEMA_JSON, Tick::SCHEMA_JSON, Bar::SCHEMA_JSON] {
+    for json in [
+        Instrument::SCHEMA_JSON,
+        Tick::SCHEMA_JSON,
+        Bar::SCHEMA_JSON,
+        Watermark::SCHEMA_JSON,
+    ] {
         let v: serde_json::Value = serde_json::from_str(json).expect("json");
         assert!(v["doc"].is_string());
         for f in v["fields"].as_array().expect("fields") {
@@ -535,5 +545,21 @@ proptest! {
         let date = date_from_days(days);
         prop_assert!(date.is_some());
         prop_assert_eq!(date.map(days_from_date), Some(days));
+    }
+}
+
+/// A watermark marker round-trips, and a reader that takes it for a tick (ignoring the
+/// `strikeflow.watermark` header) is refused by fingerprint instead of misreading it.
+#[test]
+fn watermark_marker_is_not_mistaken_for_a_tick() {
+    let marker = Watermark {
+        event_ts: 1_798_536_600_000_000, // 2026-12-29T10:00:00Z, 15:30 IST
+        source: "simulator".into(),
+    };
+    let bytes = encode(&marker).expect("encode");
+    assert_eq!(decode::<Watermark>(&bytes).expect("decode"), marker);
+    match decode::<Tick>(&bytes) {
+        Err(CodecError::UnknownFingerprint { .. }) => {}
+        other => panic!("a marker read as a tick must fail by fingerprint, got {other:?}"),
     }
 }

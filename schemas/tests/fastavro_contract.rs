@@ -13,7 +13,7 @@ use serde_json::Value;
 use strikeflow_schemas::{
     canonical_form, days_from_date, encode, fingerprint, AvroRecord, Bar, BuildUp, ChainAnalytics,
     IndicatorPoint, Instrument, InstrumentType, MoneynessPoint, NoIvReason, OptionSide,
-    ReferenceKind, StrikeAnalytics, Tick, AVRO_SCHEMA_DIR,
+    ReferenceKind, StrikeAnalytics, Tick, Watermark, AVRO_SCHEMA_DIR,
 };
 
 /// What one field must decode to, in the integer/string/double terms of the wire.
@@ -92,6 +92,16 @@ impl Fields for Tick {
             ("bid_qty", Long(self.bid_qty)),
             ("ask", Double(self.ask)),
             ("ask_qty", Long(self.ask_qty)),
+        ]
+    }
+}
+
+impl Fields for Watermark {
+    fn fields(&self) -> Vec<(&'static str, Expect)> {
+        use Expect::*;
+        vec![
+            ("event_ts", Long(self.event_ts)),
+            ("source", Str(self.source.clone())),
         ]
     }
 }
@@ -555,6 +565,19 @@ fn ticks() -> Vec<Tick> {
     ]
 }
 
+fn watermarks() -> Vec<Watermark> {
+    vec![
+        Watermark {
+            event_ts: 1_798_536_600_000_000, // 2026-12-29T10:00:00Z (15:30 IST)
+            source: "simulator".into(),
+        },
+        Watermark {
+            event_ts: -1,
+            source: String::new(),
+        },
+    ]
+}
+
 fn bars() -> Vec<Bar> {
     let b = Bar {
         instrument_token: 12_345_602,
@@ -677,6 +700,7 @@ fn fastavro_decodes_rust_encoded_messages_by_fingerprint() {
     write_all(&dir, &instruments(), &mut written);
     write_all(&dir, &ticks(), &mut written);
     write_all(&dir, &bars(), &mut written);
+    write_all(&dir, &watermarks(), &mut written);
     write_all(&dir, &strike_analytics(), &mut written);
     write_all(&dir, &chain_analytics(), &mut written);
     write_all(&dir, &moneyness_points(), &mut written);
@@ -715,6 +739,11 @@ fn fastavro_decodes_rust_encoded_messages_by_fingerprint() {
         ),
         (Tick::NAME, Tick::SCHEMA_JSON, fingerprint::<Tick>()),
         (Bar::NAME, Bar::SCHEMA_JSON, fingerprint::<Bar>()),
+        (
+            Watermark::NAME,
+            Watermark::SCHEMA_JSON,
+            fingerprint::<Watermark>(),
+        ),
         (
             StrikeAnalytics::NAME,
             StrikeAnalytics::SCHEMA_JSON,

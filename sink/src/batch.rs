@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use strikeflow_kafka::rdkafka::message::Message;
 use strikeflow_kafka::{DeadLetter, KafkaError, Outbox};
-use strikeflow_schemas::{decode, AvroRecord, Bar, Instrument, Tick, Topics};
+use strikeflow_schemas::{
+    date_from_days, decode, AvroRecord, Bar, ChainAnalytics, IndicatorPoint, Instrument,
+    MoneynessPoint, OptionSide, StrikeAnalytics, Tick, Topics,
+};
 
 use crate::metrics::BatchCommitted;
 
@@ -17,20 +20,53 @@ pub enum Source {
     Ticks,
     /// One-minute bars.
     Bars,
+    /// Per-option analytics.
+    Strikes,
+    /// Per-chain analytics.
+    Chains,
+    /// Moneyness series points.
+    Moneyness,
+    /// Indicator values at bar close.
+    Indicators,
+    /// Ticks that arrived after their bar closed.
+    Late,
+}
+
+impl Source {
+    /// Every source, in the order of [`Sources::names`].
+    pub const ALL: [Source; 8] = [
+        Source::Instruments,
+        Source::Ticks,
+        Source::Bars,
+        Source::Strikes,
+        Source::Chains,
+        Source::Moneyness,
+        Source::Indicators,
+        Source::Late,
+    ];
 }
 
 /// The topics the sink reads and their dead-letter topics, named once at start-up: every
 /// message is classified against them, so they must not be rebuilt per message.
 #[derive(Debug, Clone)]
 pub struct Sources {
-    names: [String; 3],
-    dead_letters: [String; 3],
+    names: [String; 8],
+    dead_letters: [String; 8],
 }
 
 impl Sources {
     /// Resolves the deployment's topic names.
     pub fn new(topics: &Topics) -> Self {
-        let names = [topics.instruments(), topics.ticks(), topics.bars()];
+        let names = Source::ALL.map(|source| match source {
+            Source::Instruments => topics.instruments(),
+            Source::Ticks => topics.ticks(),
+            Source::Bars => topics.bars(),
+            Source::Strikes => topics.strikes(),
+            Source::Chains => topics.chains(),
+            Source::Moneyness => topics.moneyness(),
+            Source::Indicators => topics.indicators(),
+            Source::Late => topics.late(),
+        });
         let dead_letters = names.clone().map(|name| topics.dead_letter(&name));
         Self {
             names,
@@ -39,7 +75,7 @@ impl Sources {
     }
 
     /// Every topic the sink reads.
-    pub fn names(&self) -> &[String; 3] {
+    pub fn names(&self) -> &[String] {
         &self.names
     }
 
@@ -49,26 +85,46 @@ impl Sources {
     }
 
     fn classify(&self, topic: &str) -> Option<Source> {
-        [Source::Instruments, Source::Ticks, Source::Bars]
+        Source::ALL
             .into_iter()
             .find(|&s| self.names[s as usize] == topic)
     }
 }
 
+/// Identity of a chain record: (underlying, expiry days, ts micros).
+pub type ChainId = (String, i32, i64);
+/// Identity of a moneyness point: (underlying, expiry days, bucket, side, minute micros).
+pub type MoneynessId = (String, i32, String, OptionSide, i64);
+/// Identity of an indicator value: (token, timeframe minutes, indicator, params, window
+/// start micros).
+pub type IndicatorId = (i64, i32, String, String, i64);
+
 /// Rows decoded from a run of messages, plus the next offset to read per partition.
 ///
-/// Instruments and bars are keyed by their natural key and keep the latest version, because
-/// one `INSERT … ON CONFLICT` may not touch the same row twice; ticks have no natural key
-/// and are kept in arrival order.
+/// Everything written by upsert is keyed by its table's key and keeps the latest version,
+/// because one `INSERT … ON CONFLICT` may not touch the same row twice; ticks and late ticks
+/// have no natural key and are kept in arrival order.
 #[derive(Debug)]
 pub struct Batch<'a> {
     sources: &'a Sources,
     /// Latest instrument definition per token.
     pub instruments: HashMap<i64, Instrument>,
+    /// Latest definition per contract (token, expiry), for `instrument_history`.
+    pub contracts: HashMap<(i64, Option<i32>), Instrument>,
     /// Ticks in arrival order.
     pub ticks: Vec<Tick>,
     /// Latest bar per (token, window start).
     pub bars: HashMap<(i64, i64), Bar>,
+    /// Latest strike analytics per (token, ts).
+    pub strikes: HashMap<(i64, i64), StrikeAnalytics>,
+    /// Latest chain analytics per chain and ts.
+    pub chains: HashMap<ChainId, ChainAnalytics>,
+    /// Latest moneyness point per series and minute.
+    pub moneyness: HashMap<MoneynessId, MoneynessPoint>,
+    /// Latest indicator value per series and bar.
+    pub indicators: HashMap<IndicatorId, IndicatorPoint>,
+    /// Late ticks in arrival order.
+    pub late: Vec<Tick>,
     /// Next offset to consume per (source, partition), stored with the rows.
     pub offsets: HashMap<(Source, i32), i64>,
     messages: usize,
@@ -82,8 +138,14 @@ impl<'a> Batch<'a> {
         Self {
             sources,
             instruments: HashMap::new(),
+            contracts: HashMap::new(),
             ticks: Vec::new(),
             bars: HashMap::new(),
+            strikes: HashMap::new(),
+            chains: HashMap::new(),
+            moneyness: HashMap::new(),
+            indicators: HashMap::new(),
+            late: Vec::new(),
             offsets: HashMap::new(),
             messages: 0,
             dead_letters: 0,
@@ -106,7 +168,8 @@ impl<'a> Batch<'a> {
         self.messages == 0
     }
 
-    /// Decodes one message into the batch; a message that does not decode goes to its
+    /// Decodes one message into the batch; a message that does not decode, or that no row
+    /// can hold (an expiry outside the calendar, a non-finite indicator output), goes to its
     /// topic's dead-letter topic (the caller flushes the outbox before committing).
     ///
     /// A reference copy of a spot tick (header [`strikeflow_schemas::REFERENCE_COPY_HEADER`]) duplicates the
@@ -119,7 +182,7 @@ impl<'a> Batch<'a> {
             self.offsets
                 .insert((source, msg.partition()), msg.offset() + 1);
         }
-        if source == Some(Source::Ticks) && strikeflow_kafka::is_reference_copy(msg) {
+        if source == Some(Source::Ticks) && strikeflow_kafka::is_control(msg) {
             self.reference_copies += 1;
             return Ok(());
         }
@@ -127,13 +190,7 @@ impl<'a> Batch<'a> {
             // A tombstone on the compacted instrument topic retires a token; rows that refer
             // to it stay valid history, so there is nothing to write.
             (Some(Source::Instruments), None) => Ok(()),
-            (Some(Source::Instruments), Some(bytes)) => self.keep(bytes, |b, i: Instrument| {
-                b.instruments.insert(i.instrument_token, i);
-            }),
-            (Some(Source::Ticks), Some(bytes)) => self.keep(bytes, |b, t: Tick| b.ticks.push(t)),
-            (Some(Source::Bars), Some(bytes)) => self.keep(bytes, |b, bar: Bar| {
-                b.bars.insert((bar.instrument_token, bar.window_start), bar);
-            }),
+            (Some(source), Some(bytes)) => self.keep(source, bytes),
             (Some(_), None) => Err("empty payload".to_owned()),
             (None, _) => Err(format!("sink does not read topic {}", msg.topic())),
         };
@@ -162,13 +219,65 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    fn keep<T: AvroRecord>(
-        &mut self,
-        bytes: &[u8],
-        put: impl FnOnce(&mut Self, T),
-    ) -> Result<(), String> {
-        let value = decode::<T>(bytes).map_err(|e| e.to_string())?;
-        put(self, value);
+    /// Decodes `bytes` of `source` and files the value under its table's key.
+    fn keep(&mut self, source: Source, bytes: &[u8]) -> Result<(), String> {
+        match source {
+            Source::Instruments => {
+                let i: Instrument = value(bytes)?;
+                if let Some(expiry) = i.expiry {
+                    expiry_in_calendar(expiry)?;
+                }
+                self.contracts
+                    .insert((i.instrument_token, i.expiry), i.clone());
+                self.instruments.insert(i.instrument_token, i);
+            }
+            Source::Ticks => self.ticks.push(value(bytes)?),
+            Source::Late => self.late.push(value(bytes)?),
+            Source::Bars => {
+                let bar: Bar = value(bytes)?;
+                self.bars
+                    .insert((bar.instrument_token, bar.window_start), bar);
+            }
+            Source::Strikes => {
+                let s: StrikeAnalytics = value(bytes)?;
+                expiry_in_calendar(s.expiry)?;
+                self.strikes.insert((s.instrument_token, s.ts), s);
+            }
+            Source::Chains => {
+                let c: ChainAnalytics = value(bytes)?;
+                expiry_in_calendar(c.expiry)?;
+                self.chains
+                    .insert((c.underlying.clone(), c.expiry, c.ts), c);
+            }
+            Source::Moneyness => {
+                let m: MoneynessPoint = value(bytes)?;
+                expiry_in_calendar(m.expiry)?;
+                let id = (
+                    m.underlying.clone(),
+                    m.expiry,
+                    m.bucket.clone(),
+                    m.side,
+                    m.minute,
+                );
+                self.moneyness.insert(id, m);
+            }
+            Source::Indicators => {
+                let p: IndicatorPoint = value(bytes)?;
+                // JSON has no NaN or infinity: such a value could only be stored as null,
+                // silently, so the record is refused instead (the schema promises finite).
+                if let Some((name, v)) = p.outputs.iter().find(|(_, v)| !v.is_finite()) {
+                    return Err(format!("indicator output {name} is not finite ({v})"));
+                }
+                let id = (
+                    p.instrument_token,
+                    p.timeframe_minutes,
+                    p.indicator.clone(),
+                    p.params.clone(),
+                    p.window_start,
+                );
+                self.indicators.insert(id, p);
+            }
+        }
         Ok(())
     }
 
@@ -179,10 +288,29 @@ impl<'a> Batch<'a> {
             ticks: self.ticks.len(),
             bars: self.bars.len(),
             instruments: self.instruments.len(),
+            strikes: self.strikes.len(),
+            chains: self.chains.len(),
+            moneyness: self.moneyness.len(),
+            indicators: self.indicators.len(),
+            late_ticks: self.late.len(),
             dead_letters: self.dead_letters,
             reference_copies: self.reference_copies,
         }
         .emit();
+    }
+}
+
+fn value<T: AvroRecord>(bytes: &[u8]) -> Result<T, String> {
+    decode::<T>(bytes).map_err(|e| e.to_string())
+}
+
+/// An expiry PostgreSQL's `date` (via chrono) can hold; anything else is no real contract.
+fn expiry_in_calendar(days: i32) -> Result<(), String> {
+    match date_from_days(days) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "expiry {days} (days since 1970-01-01) is outside the calendar"
+        )),
     }
 }
 

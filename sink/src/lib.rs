@@ -1,5 +1,9 @@
 //! strikeflow sink: Kafka topics into PostgreSQL / TimescaleDB, exactly once.
 //!
+//! It stores every topic the pipeline produces: the instrument master (current and history),
+//! ticks, bars, per-strike and per-chain analytics, moneyness points, indicator values and
+//! late ticks (tables in `migrations/`, described in `docs/sql.md`).
+//!
 //! Each batch is written with binary COPY and the consumed offsets are stored in
 //! `sink_offsets` **in the same transaction**; on start the sink seeks to those offsets and
 //! ignores Kafka's own committed offsets. A crash at any point therefore either commits a
@@ -9,9 +13,10 @@ mod batch;
 mod config;
 mod metrics;
 mod offsets;
+mod tables;
 mod writer;
 
-pub use batch::{Batch, Source, Sources};
+pub use batch::{Batch, ChainId, IndicatorId, MoneynessId, Source, Sources};
 pub use config::{SinkConfig, SinkSettings};
 pub use writer::{upsert_instruments, write_batch};
 

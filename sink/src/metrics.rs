@@ -9,8 +9,18 @@ pub(crate) const TICKS: &str = "sink_ticks_total";
 pub(crate) const BARS: &str = "sink_bars_total";
 /// Counter: instrument definitions upserted into `instruments`.
 pub(crate) const INSTRUMENTS: &str = "sink_instruments_total";
-/// Counter: reference copies of spot ticks skipped (their primary is stored).
-pub(crate) const REFERENCE_COPIES_SKIPPED: &str = "sink_reference_copies_skipped_total";
+/// Counter: strike analytics rows upserted into `strike_analytics`.
+pub(crate) const STRIKES: &str = "sink_strikes_total";
+/// Counter: chain analytics rows upserted into `chain_analytics`.
+pub(crate) const CHAINS: &str = "sink_chains_total";
+/// Counter: moneyness points upserted into `moneyness_points`.
+pub(crate) const MONEYNESS: &str = "sink_moneyness_total";
+/// Counter: indicator values upserted into `indicator_values`.
+pub(crate) const INDICATORS: &str = "sink_indicators_total";
+/// Counter: late ticks written to `late_ticks`.
+pub(crate) const LATE_TICKS: &str = "sink_late_ticks_total";
+/// Counter: ticks-topic control records skipped (spot reference copies, event-time markers).
+pub(crate) const CONTROL_RECORDS_SKIPPED: &str = "sink_control_records_skipped_total";
 
 /// Registers the descriptions with whatever recorder the binary installed; called once
 /// when the sink starts, so `/metrics` explains what it counts.
@@ -21,9 +31,14 @@ pub(crate) fn describe() {
         INSTRUMENTS,
         "Instrument definitions upserted into PostgreSQL"
     );
+    ::metrics::describe_counter!(STRIKES, "Strike analytics rows upserted into PostgreSQL");
+    ::metrics::describe_counter!(CHAINS, "Chain analytics rows upserted into PostgreSQL");
+    ::metrics::describe_counter!(MONEYNESS, "Moneyness points upserted into PostgreSQL");
+    ::metrics::describe_counter!(INDICATORS, "Indicator values upserted into PostgreSQL");
+    ::metrics::describe_counter!(LATE_TICKS, "Late ticks written to PostgreSQL");
     ::metrics::describe_counter!(
-        REFERENCE_COPIES_SKIPPED,
-        "Reference copies of spot ticks skipped; their primary is stored"
+        CONTROL_RECORDS_SKIPPED,
+        "Ticks-topic control records skipped: spot reference copies (the primary is stored) and event-time markers"
     );
     strikeflow_kafka::metrics::describe();
 }
@@ -35,6 +50,11 @@ pub(crate) struct BatchCommitted {
     pub(crate) ticks: usize,
     pub(crate) bars: usize,
     pub(crate) instruments: usize,
+    pub(crate) strikes: usize,
+    pub(crate) chains: usize,
+    pub(crate) moneyness: usize,
+    pub(crate) indicators: usize,
+    pub(crate) late_ticks: usize,
     pub(crate) dead_letters: usize,
     pub(crate) reference_copies: usize,
 }
@@ -46,6 +66,11 @@ impl BatchCommitted {
             ticks = self.ticks,
             bars = self.bars,
             instruments = self.instruments,
+            strikes = self.strikes,
+            chains = self.chains,
+            moneyness = self.moneyness,
+            indicators = self.indicators,
+            late_ticks = self.late_ticks,
             dead_letters = self.dead_letters,
             reference_copies = self.reference_copies,
             "batch committed"
@@ -53,6 +78,11 @@ impl BatchCommitted {
         ::metrics::counter!(TICKS).increment(self.ticks as u64);
         ::metrics::counter!(BARS).increment(self.bars as u64);
         ::metrics::counter!(INSTRUMENTS).increment(self.instruments as u64);
-        ::metrics::counter!(REFERENCE_COPIES_SKIPPED).increment(self.reference_copies as u64);
+        ::metrics::counter!(STRIKES).increment(self.strikes as u64);
+        ::metrics::counter!(CHAINS).increment(self.chains as u64);
+        ::metrics::counter!(MONEYNESS).increment(self.moneyness as u64);
+        ::metrics::counter!(INDICATORS).increment(self.indicators as u64);
+        ::metrics::counter!(LATE_TICKS).increment(self.late_ticks as u64);
+        ::metrics::counter!(CONTROL_RECORDS_SKIPPED).increment(self.reference_copies as u64);
     }
 }

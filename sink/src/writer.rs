@@ -10,19 +10,21 @@ use tokio_postgres::{Client, Error, GenericClient};
 
 use crate::Batch;
 
-/// Creates the per-session staging table bars are copied into before their upsert
-/// (binary COPY cannot resolve conflicts itself).
+/// Creates the per-session staging tables rows are copied into before their upsert
+/// (binary COPY cannot resolve conflicts itself): bars' here, the other tables' in
+/// [`crate::tables`].
 pub(crate) async fn prepare_session(client: &Client) -> Result<(), Error> {
     client
         .batch_execute(
             "CREATE TEMP TABLE IF NOT EXISTS bars_1m_stage \
              (LIKE bars_1m INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
         )
-        .await
+        .await?;
+    crate::tables::prepare_session(client).await
 }
 
 /// Event-time micros since the epoch as a timestamp PostgreSQL can take in binary COPY.
-fn timestamp(micros: i64) -> SystemTime {
+pub(crate) fn timestamp(micros: i64) -> SystemTime {
     let magnitude = Duration::from_micros(micros.unsigned_abs());
     if micros >= 0 {
         UNIX_EPOCH + magnitude
@@ -179,6 +181,8 @@ pub async fn write_batch(
         )
         .await?;
     }
+
+    crate::tables::write(&tx, batch).await?;
 
     let (mut topics, mut partitions, mut next) = (Vec::new(), Vec::new(), Vec::new());
     for ((source, partition), offset) in &batch.offsets {

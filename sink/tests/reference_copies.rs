@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 /// The tables the sink writes, from the workspace's migrations (the `strikeflow` crate that
 /// applies them depends on this one).
 const CORE_TABLES: &str = include_str!("../../migrations/0001_core_tables.sql");
+const ANALYTICS_TABLES: &str = include_str!("../../migrations/0003_stored_analytics.sql");
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -50,7 +51,7 @@ async fn sandbox(name: &str) -> SinkConfig {
     let database_url = format!("{base}/{name}{query}");
     connect(&database_url)
         .await
-        .batch_execute(CORE_TABLES)
+        .batch_execute(&format!("{CORE_TABLES}\n{ANALYTICS_TABLES}"))
         .await
         .expect("creating the tables");
     let topics = Topics::new(format!("{name}."));

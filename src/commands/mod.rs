@@ -6,12 +6,12 @@ mod ingest;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use strikeflow::migrate::migrate_database;
+use strikeflow::migrate::{migrate_database_with, MigrateOptions, TimescaleMode};
 use strikeflow::Config;
 use strikeflow_kafka::ensure_topics;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchTarget, Command, TokenArgs};
+use crate::cli::{BenchTarget, Command, MigrateArgs, TokenArgs};
 use crate::supervisor;
 
 /// Runs `command` until it finishes or `shutdown` is cancelled.
@@ -29,17 +29,45 @@ pub(crate) async fn execute(
             args.simulate.apply(&mut config)?;
             supervisor::run_all(&config, !args.no_simulator, shutdown).await
         }
-        Command::Migrate => migrate(&config).await,
+        Command::Migrate(args) => migrate(&config, args).await,
         Command::Token(args) => token(&config, args),
         Command::Bench { what } => bench(&config, what).await,
     }
 }
 
 /// `migrate`: the database schema, then the Kafka topics.
-async fn migrate(config: &Config) -> Result<()> {
-    let report = migrate_database(&config.database.url)
+async fn migrate(config: &Config, args: MigrateArgs) -> Result<()> {
+    let options = MigrateOptions {
+        lock_timeout: Duration::from_secs(args.lock_timeout_secs),
+        timescale: match (args.timescale, args.no_timescale) {
+            (true, _) => TimescaleMode::Convert,
+            (_, true) => TimescaleMode::Off,
+            _ => TimescaleMode::Auto,
+        },
+        ..MigrateOptions::default()
+    };
+    let report = migrate_database_with(&config.database.url, &options)
         .await
         .with_context(|| format!("migrating the database at {}", redact(&config.database.url)))?;
+    let layer = if report.hypertables {
+        "ticks and bars_1m are hypertables"
+    } else {
+        "plain tables, rollups are views"
+    };
+    println!(
+        "database: {} migration(s) applied; timescaledb {}: {layer}",
+        report.applied.len(),
+        report.timescaledb,
+    );
+    if report.timescale_convertible() {
+        println!(
+            "database: TimescaleDB can be used here but this database is plain; \
+             `strikeflow migrate --timescale` converts it (see docs/migrations.md)"
+        );
+    }
+    if args.database_only {
+        return Ok(());
+    }
     ensure_topics(
         &config.kafka.brokers,
         &config.topics().all(),
@@ -47,16 +75,7 @@ async fn migrate(config: &Config) -> Result<()> {
     )
     .await
     .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
-    println!(
-        "database: {} migration(s) applied, timescaledb {}; kafka topics ready on {}",
-        report.applied.len(),
-        if report.timescaledb {
-            "enabled"
-        } else {
-            "not available (plain tables)"
-        },
-        config.kafka.brokers
-    );
+    println!("kafka: topics ready on {}", config.kafka.brokers);
     Ok(())
 }
 

@@ -168,6 +168,8 @@ pub(crate) struct Record {
     pub payload: Vec<u8>,
     /// Carries `strikeflow_schemas::REFERENCE_COPY_HEADER`.
     pub reference_copy: bool,
+    /// Carries `strikeflow_schemas::WATERMARK_HEADER` (an event-time marker, not a tick).
+    pub watermark: bool,
 }
 
 /// Every committed record of `topic`, read from the start to the current end of each
@@ -216,6 +218,10 @@ pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
                     reference_copy: msg.headers().is_some_and(|h| {
                         h.iter()
                             .any(|h| h.key == strikeflow_schemas::REFERENCE_COPY_HEADER)
+                    }),
+                    watermark: msg.headers().is_some_and(|h| {
+                        h.iter()
+                            .any(|h| h.key == strikeflow_schemas::WATERMARK_HEADER)
                     }),
                 });
             }

@@ -16,6 +16,13 @@
 //! - undecodable frames and packets of unknown length: counted (`dead_letters_total{reason="kite_frame"|"kite_unknown_packet"}`),
 //!   logged and dead-lettered raw, never fatal.
 //!
+//! The session close is marked: once the wall clock is [`CLOSE_GRACE`] past 15:30 IST, and
+//! if ticks were published since the previous marker, an event-time marker at 15:30:00 IST
+//! goes to every ticks partition ([`TickPublisher::publish_watermark`]), so the day's last
+//! bars and chain analytics are published by 15:31 instead of with the next morning's
+//! first tick. A close that passed before the run started (or while no tick flowed: a
+//! holiday, a weekend) is not marked.
+//!
 //! Fatal: the instrument master cannot be read, Kafka fails, or the ticker refuses the
 //! credentials (HTTP 401/403: retrying an expired access token cannot help).
 
@@ -36,6 +43,7 @@ use tracing::{debug, info, warn};
 use super::decode::{decode_frame, is_heartbeat};
 use super::tick::TickAssembler;
 use super::KiteError;
+use crate::calendar::latest_close;
 use crate::master::load_master_file;
 use crate::metrics::{self, Source};
 use crate::publisher::TickPublisher;
@@ -44,6 +52,12 @@ use crate::publisher::TickPublisher;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first reconnect delay (before jitter); it doubles per consecutive failure.
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
+/// How long after 15:30 IST the session close is marked: ticks stamped just before the close
+/// may still be in flight (feed and network delay), and a marker ahead of them would make
+/// them late. Well inside the minute the last bar may take (stored by 15:31).
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How often the wall clock is compared with the next session close while connected.
+const CLOSE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Kite serves at most this many tokens per connection.
 const MAX_TOKENS_PER_CONNECTION: usize = 3_000;
 
@@ -133,6 +147,8 @@ pub struct KiteReport {
     pub decode_errors: u64,
     /// Text (JSON) messages received.
     pub text_messages: u64,
+    /// Session closes marked (event-time markers written to every ticks partition).
+    pub markers: u64,
 }
 
 /// How one connection ended.
@@ -174,6 +190,8 @@ pub async fn run_kite(
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let mut feed = Feed {
+        marked_close: latest_close(now_micros(), grace_micros()),
+        published_at_mark: publisher.published(),
         publisher,
         assembler: TickAssembler::new(),
         report: KiteReport::default(),
@@ -278,10 +296,18 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+fn grace_micros() -> i64 {
+    i64::try_from(CLOSE_GRACE.as_micros()).unwrap_or(i64::MAX)
+}
+
 struct Feed {
     publisher: TickPublisher,
     assembler: TickAssembler,
     report: KiteReport,
+    /// The latest session close already marked (or passed before the run started).
+    marked_close: i64,
+    /// Ticks published when `marked_close` was set: a close with no tick since is not marked.
+    published_at_mark: u64,
 }
 
 impl Feed {
@@ -297,6 +323,8 @@ impl Feed {
         let max_backoff = Duration::from_secs(config.max_backoff_secs);
         let mut failures = 0u32;
         loop {
+            // A close that passed while disconnected is marked before reconnecting.
+            self.mark_close_if_due().await?;
             info!(url = %config.url, tokens = tokens.len(), "connecting to the kite ticker");
             let connected = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -379,6 +407,8 @@ impl Feed {
         let ping_every = (ping_timeout / 3).max(Duration::from_millis(100));
         let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut close_checks = tokio::time::interval(CLOSE_CHECK_EVERY);
+        close_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_frame = Instant::now();
         let mut healthy = false;
         loop {
@@ -415,6 +445,7 @@ impl Feed {
                         watchdog: true,
                     });
                 }
+                _ = close_checks.tick() => self.mark_close_if_due().await?,
                 _ = pings.tick() => {
                     if let Err(e) = socket.send(Message::Ping(Bytes::new())).await {
                         return Ok(lost(format!("ping failed: {e}"), healthy));
@@ -422,6 +453,28 @@ impl Feed {
                 }
             }
         }
+    }
+
+    /// Marks the latest session close once the wall clock is [`CLOSE_GRACE`] past it, if it
+    /// was not marked yet and ticks were published since the previous mark.
+    async fn mark_close_if_due(&mut self) -> Result<(), KiteError> {
+        let close = latest_close(now_micros(), grace_micros());
+        if close <= self.marked_close {
+            return Ok(());
+        }
+        let published = self.publisher.published();
+        let traded = published > self.published_at_mark;
+        self.marked_close = close;
+        self.published_at_mark = published;
+        if traded {
+            self.publisher
+                .publish_watermark(close, Source::Kite.label())
+                .await?;
+            metrics::watermark_markers(Source::Kite).increment(1);
+            self.report.markers += 1;
+            info!(close, "session close marked");
+        }
+        Ok(())
     }
 
     /// Decodes one binary frame and publishes its ticks; bad input is dead-lettered raw.

@@ -3,6 +3,12 @@
 //! Event timestamps are kept as recorded; only the wall-clock pacing changes. Lines are
 //! numbered across all files in order (the first data line is 1), so an interrupted replay
 //! resumes with `from_line` = the `next_line` it reported.
+//!
+//! Session ends are marked: when the recording's event time crosses a session close (a
+//! tick at or after 15:30 IST follows ticks before it), and once the input is exhausted,
+//! an event-time marker goes to every ticks partition (see
+//! [`TickPublisher::publish_watermark`]), so the last bars close without later ticks. An
+//! interrupted replay writes no end-of-input marker: it resumes with `from_line`.
 
 mod format;
 
@@ -19,6 +25,7 @@ use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::calendar::{session_boundary, session_end_after};
 use crate::master::{load_master_file, MasterError};
 use crate::metrics::{self, Source};
 use crate::publisher::TickPublisher;
@@ -93,6 +100,8 @@ pub struct ReplayReport {
     pub rejected: u64,
     /// Lines that were not ticks (dead-lettered with the parse error).
     pub malformed: u64,
+    /// Event-time markers written (session closes crossed, and the end of the input).
+    pub markers: u64,
     /// The line to resume from (one past the last line handled).
     pub next_line: u64,
     /// Wall time taken.
@@ -131,6 +140,9 @@ pub async fn run_replay(
     let mut line_no = 0u64;
     let mut malformed = 0u64;
     let mut clock: Option<(i64, tokio::time::Instant)> = None;
+    // Newest event time replayed so far: where session boundaries are measured from.
+    let mut newest: Option<i64> = None;
+    let mut interrupted = false;
     'files: for path in &config.files {
         let (format, lines) = open(path)?;
         let header_lines = u64::from(format == Format::Csv);
@@ -148,12 +160,19 @@ pub async fn run_replay(
             }
             if shutdown.is_cancelled() {
                 line_no -= 1;
+                interrupted = true;
                 break 'files;
             }
             let position = || format!("{}:{}", path.display(), index as u64 + 1 + header_lines);
             match format.parse(&line) {
                 Ok(tick) => {
+                    if let Some(end) = newest.and_then(|n| session_boundary(n, tick.exchange_ts)) {
+                        // Paced like a tick, so a real-time replay closes at the close.
+                        pace(&config.speed, &mut clock, end, &shutdown).await;
+                        mark(&mut publisher, end).await?;
+                    }
                     pace(&config.speed, &mut clock, tick.exchange_ts, &shutdown).await;
+                    newest = Some(newest.map_or(tick.exchange_ts, |n| n.max(tick.exchange_ts)));
                     publisher.publish(&tick, position, None).await?;
                 }
                 Err(reason) => {
@@ -167,18 +186,32 @@ pub async fn run_replay(
             bar.inc(1);
         }
     }
+    if let Some(last) = newest.filter(|_| !interrupted) {
+        mark(&mut publisher, session_end_after(last)).await?;
+    }
     publisher.flush().await?;
     bar.finish_and_clear();
     let report = ReplayReport {
         published: publisher.published(),
         rejected: publisher.rejected() - malformed,
         malformed,
+        markers: publisher.markers(),
         next_line: line_no + 1,
         elapsed: started.elapsed(),
     };
     metrics::ticks(Source::Replay).increment(report.published);
     info!(?report, "replay finished");
     Ok(report)
+}
+
+/// Writes an end-of-session marker at `event_ts` into every ticks partition.
+async fn mark(publisher: &mut TickPublisher, event_ts: i64) -> Result<(), IngestError> {
+    publisher
+        .publish_watermark(event_ts, Source::Replay.label())
+        .await?;
+    metrics::watermark_markers(Source::Replay).increment(1);
+    info!(event_ts, "replayed session end marked");
+    Ok(())
 }
 
 /// Sleeps until the tick's event time, scaled by the speed, has passed on the wall clock.

@@ -201,6 +201,14 @@ impl MarketSimulator {
         }
     }
 
+    /// The close (15:30 IST) of the current session once its last tick has been generated:
+    /// the next tick would roll to the next trading day. The simulate loop writes the
+    /// end-of-session marker then, right after the session's last tick, instead of leaving
+    /// the last minute open until the next session's first tick.
+    pub fn session_over(&self) -> Option<i64> {
+        (self.now.saturating_add(self.interval) >= self.day_close).then_some(self.day_close)
+    }
+
     /// Moves event time forward, rolling from 15:30 to the next trading day's 09:15.
     fn advance_clock(&mut self) {
         self.now += self.interval;

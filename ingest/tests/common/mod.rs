@@ -10,7 +10,7 @@ use rand::Rng;
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Headers, Message};
 use strikeflow_kafka::{consumer_config, ensure_topics};
-use strikeflow_schemas::{Topics, REFERENCE_COPY_HEADER};
+use strikeflow_schemas::{Topics, REFERENCE_COPY_HEADER, WATERMARK_HEADER};
 
 /// Where Kafka is: `KAFKA_BROKERS`, or `./dev up`'s default.
 pub(crate) fn brokers() -> String {
@@ -55,6 +55,11 @@ impl Record {
         self.headers
             .iter()
             .any(|(key, _)| key == REFERENCE_COPY_HEADER)
+    }
+
+    /// Whether this is an event-time marker (see `WATERMARK_HEADER`).
+    pub(crate) fn is_watermark(&self) -> bool {
+        self.headers.iter().any(|(key, _)| key == WATERMARK_HEADER)
     }
 }
 
@@ -121,8 +126,8 @@ pub(crate) async fn read(
         .collect()
 }
 
-/// The next `n` messages that are not reference copies of spot ticks (those are skipped):
-/// the ticks as published, once each.
+/// The next `n` messages that are not reference copies of spot ticks or event-time markers
+/// (those are skipped): the ticks as published, once each.
 pub(crate) async fn read_primaries(
     consumer: &StreamConsumer,
     n: usize,
@@ -133,7 +138,7 @@ pub(crate) async fn read_primaries(
         let got = read_records(consumer, 1, wait).await;
         out.extend(
             got.into_iter()
-                .filter(|r| !r.is_reference_copy())
+                .filter(|r| !r.is_reference_copy() && !r.is_watermark())
                 .map(|r| (r.payload, r.headers)),
         );
     }

@@ -207,7 +207,7 @@ fn replay(
         let _ = apply_record(
             core,
             msg.payload().unwrap_or_default(),
-            strikeflow_kafka::is_reference_copy(&msg),
+            strikeflow_kafka::ticks_record(&msg),
             &mut discarded,
         );
         discarded.clear();

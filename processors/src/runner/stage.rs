@@ -13,7 +13,8 @@ use strikeflow_kafka::rdkafka::consumer::{
 };
 use strikeflow_kafka::rdkafka::message::Message;
 use strikeflow_kafka::rdkafka::{ClientContext, TopicPartitionList};
-use strikeflow_schemas::{decode, CodecError, Instrument, Tick};
+use strikeflow_kafka::TicksRecord;
+use strikeflow_schemas::{decode, CodecError, Instrument, Tick, Watermark};
 use tracing::{info, warn};
 
 use super::checkpoint::SnapshotLocation;
@@ -129,18 +130,18 @@ pub(super) struct Batch {
     pub(super) ticks: u64,
 }
 
-/// Feeds one ticks record to a core: the one code path for live records and for replay.
+/// Feeds one ticks record to a core: the one code path for live records and for replay,
+/// so an event-time marker is applied on restore exactly as it was the first time.
 pub(super) fn apply_record(
     core: &mut TickProcessor,
     payload: &[u8],
-    reference: bool,
+    kind: TicksRecord,
     out: &mut Vec<Output>,
 ) -> Result<(), CodecError> {
-    let tick = decode::<Tick>(payload)?;
-    if reference {
-        core.on_reference_tick(&tick, out);
-    } else {
-        core.on_tick(tick, out);
+    match kind {
+        TicksRecord::Tick => core.on_tick(decode::<Tick>(payload)?, out),
+        TicksRecord::ReferenceCopy => core.on_reference_tick(&decode::<Tick>(payload)?, out),
+        TicksRecord::Watermark => core.on_watermark(decode::<Watermark>(payload)?.event_ts, out),
     }
     Ok(())
 }
@@ -190,7 +191,7 @@ impl Stage<'_> {
         if let Err(e) = apply_record(
             &mut partition.core,
             payload,
-            strikeflow_kafka::is_reference_copy(msg),
+            strikeflow_kafka::ticks_record(msg),
             &mut batch.outputs,
         ) {
             batch.rejected.push(Rejected {

@@ -94,3 +94,35 @@ fn a_session_starting_on_a_holiday_opens_on_the_next_trading_day() {
     // Its weekly skips the monthly week: 5 Jan 2027, not 29 Dec.
     position(&sim, "NIFTY2710524500CE");
 }
+
+#[test]
+fn session_over_right_after_the_last_tick_of_each_session() {
+    // 60 s ticks: 374 ticks a session (09:16 .. 15:29), then the roll to 09:15.
+    let config = SimulatorConfig {
+        tick_interval_ms: 60_000,
+        ..SimulatorConfig::single_chain()
+    };
+    let mut sim = MarketSimulator::new(&config).unwrap();
+    let close = crate::calendar::ist_micros(day(2026, 12, 2), crate::calendar::SESSION_CLOSE);
+    let mut closes = Vec::new();
+    let mut last_before = None;
+    for _ in 0..800 {
+        let t = sim.next_tick();
+        if let Some(c) = sim.session_over() {
+            closes.push(c);
+            last_before = last_before.or(Some(t.exchange_ts));
+        }
+    }
+    assert_eq!(
+        last_before,
+        Some(close - 60_000_000),
+        "15:29 is the last tick"
+    );
+    assert_eq!(closes[0], close);
+    assert_eq!(
+        closes.len(),
+        2,
+        "once per session, in ~2 sessions: {closes:?}"
+    );
+    assert!(closes[1] > close);
+}
