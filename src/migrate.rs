@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rollups_and_timescale",
         include_str!("../migrations/0004_rollups_and_timescale.sql"),
     ),
+    (
+        5,
+        "analyst_functions",
+        include_str!("../migrations/0005_analyst_functions.sql"),
+    ),
 ];
 
 /// The advisory lock `migrate` holds while it runs (per database), so two stages starting at

@@ -84,6 +84,16 @@ impl Sources {
         &self.names[source as usize]
     }
 
+    /// Where a rejected message of `topic` goes. The consumer is assigned only the sources'
+    /// partitions, so an unknown topic cannot arrive; if it ever did, its own dead-letter
+    /// topic takes it.
+    pub(crate) fn dead_letter_topic(&self, topic: &str) -> String {
+        match self.classify(topic) {
+            Some(s) => self.dead_letters[s as usize].clone(),
+            None => Topics::default().dead_letter(topic),
+        }
+    }
+
     fn classify(&self, topic: &str) -> Option<Source> {
         Source::ALL
             .into_iter()
@@ -175,6 +185,37 @@ impl<'a> Batch<'a> {
     /// A reference copy of a spot tick (header [`strikeflow_schemas::REFERENCE_COPY_HEADER`]) duplicates the
     /// primary in the spot's own partition, so it is not stored; its offset still advances.
     pub fn add<M: Message>(&mut self, msg: &M, outbox: &mut Outbox) -> Result<(), KafkaError> {
+        let Some((reason, kind)) = self.take(msg) else {
+            return Ok(());
+        };
+        self.dead_letters += 1;
+        let letter = DeadLetter {
+            reason: &reason,
+            kind,
+            stage: "sink",
+            source: Some((msg.topic(), msg.partition(), msg.offset())),
+            position: None,
+        };
+        let topic = self.sources.dead_letter_topic(msg.topic());
+        outbox.dead_letter(
+            &topic,
+            msg.key(),
+            msg.payload().unwrap_or_default(),
+            &letter,
+        )
+    }
+
+    /// Decodes one message into the batch again, when a batch is rebuilt from part of its
+    /// messages to isolate a row PostgreSQL rejects: what does not decode was dead-lettered
+    /// by [`Batch::add`] the first time, so it is only skipped here.
+    pub(crate) fn add_again<M: Message>(&mut self, msg: &M) {
+        if self.take(msg).is_some() {
+            self.dead_letters += 1;
+        }
+    }
+
+    /// Takes one message's offset and row; `Some((reason, kind))` when it holds no row.
+    fn take<M: Message>(&mut self, msg: &M) -> Option<(String, &'static str)> {
         self.messages += 1;
         let payload = msg.payload();
         let source = self.sources.classify(msg.topic());
@@ -184,7 +225,7 @@ impl<'a> Batch<'a> {
         }
         if source == Some(Source::Ticks) && strikeflow_kafka::is_control(msg) {
             self.reference_copies += 1;
-            return Ok(());
+            return None;
         }
         let decoded = match (source, payload) {
             // A tombstone on the compacted instrument topic retires a token; rows that refer
@@ -194,29 +235,13 @@ impl<'a> Batch<'a> {
             (Some(_), None) => Err("empty payload".to_owned()),
             (None, _) => Err(format!("sink does not read topic {}", msg.topic())),
         };
-        if let Err(reason) = decoded {
-            self.dead_letters += 1;
-            let kind = match (source, payload) {
-                (Some(_), Some(_)) => "undecodable",
-                (Some(_), None) => "empty_payload",
-                (None, _) => "unknown_topic",
-            };
-            let letter = DeadLetter {
-                reason: &reason,
-                kind,
-                stage: "sink",
-                source: Some((msg.topic(), msg.partition(), msg.offset())),
-                position: None,
-            };
-            // The consumer is assigned only the sources' partitions, so an unknown topic
-            // cannot arrive; if it ever did, its own dead-letter topic takes it.
-            let topic = match source {
-                Some(s) => self.sources.dead_letters[s as usize].clone(),
-                None => Topics::default().dead_letter(msg.topic()),
-            };
-            outbox.dead_letter(&topic, msg.key(), payload.unwrap_or_default(), &letter)?;
-        }
-        Ok(())
+        let reason = decoded.err()?;
+        let kind = match (source, payload) {
+            (Some(_), Some(_)) => "undecodable",
+            (Some(_), None) => "empty_payload",
+            (None, _) => "unknown_topic",
+        };
+        Some((reason, kind))
     }
 
     /// Decodes `bytes` of `source` and files the value under its table's key.

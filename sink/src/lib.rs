@@ -8,26 +8,37 @@
 //! `sink_offsets` **in the same transaction**; on start the sink seeks to those offsets and
 //! ignores Kafka's own committed offsets. A crash at any point therefore either commits a
 //! batch with its offsets or neither, so rows are never lost or duplicated.
+//!
+//! Two sinks with the same `consumer_name` would store the same offsets twice, so a sink
+//! owns its name through a PostgreSQL advisory lock (`ownership`); partitions added while
+//! it runs are assigned without a restart and a stored offset whose records expired from
+//! Kafka stops it loudly (`partitions`); a row PostgreSQL refuses is dead-lettered with its
+//! SQLSTATE and the rest of its batch stored (`poison`).
 
 mod batch;
 mod config;
 mod metrics;
 mod offsets;
+mod ownership;
+mod partitions;
+mod poison;
 mod tables;
 mod writer;
 
 pub use batch::{Batch, ChainId, IndicatorId, MoneynessId, Source, Sources};
 pub use config::{SinkConfig, SinkSettings};
+pub use ownership::SINK_LOCK_CLASS;
 pub use writer::{upsert_instruments, write_batch};
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
-use strikeflow_kafka::{consumer_config, partition_ids, BatchCollector, Outbox};
+use strikeflow_kafka::rdkafka::consumer::StreamConsumer;
+use strikeflow_kafka::{consumer_config, BatchCollector, Outbox};
+use tokio::time::MissedTickBehavior;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Why the sink stopped (or did not start).
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +54,41 @@ pub enum SinkError {
     /// PostgreSQL failed; the open batch was rolled back and will be read again.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// Another session holds this sink name's advisory lock: a sink with the same
+    /// `consumer_name` is running, and two would store the same offsets twice.
+    #[error(
+        "sink.consumer_name {consumer:?} is already in use by a running sink: its lock is held by \
+         {holder}; stop that sink, or give this one another consumer_name"
+    )]
+    AlreadyRunning {
+        /// The sink name.
+        consumer: String,
+        /// The session holding the lock, from `pg_locks` and `pg_stat_activity`.
+        holder: String,
+    },
+    /// The batch transaction found its session no longer holds the sink's lock; the batch
+    /// was rolled back and the sink stops rather than write as a non-owner.
+    #[error("sink {consumer:?} no longer holds its ownership lock; batch rolled back")]
+    Fenced {
+        /// The sink name.
+        consumer: String,
+    },
+    /// A stored offset is below its partition's log start: records expired from Kafka
+    /// before this sink stored them. The sink stops instead of skipping them silently.
+    #[error(
+        "{topic}[{partition}]: stored offset {stored} is below the log start {log_start}; \
+         records {stored}..{log_start} expired from Kafka unread (see docs/sql.md, \"Offset gaps\")"
+    )]
+    OffsetGap {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The next offset the sink stored in `sink_offsets`.
+        stored: i64,
+        /// The first offset Kafka still has.
+        log_start: i64,
+    },
     /// Kafka failed.
     #[error(transparent)]
     Kafka(#[from] strikeflow_kafka::KafkaError),
@@ -55,6 +101,10 @@ impl From<strikeflow_kafka::rdkafka::error::KafkaError> for SinkError {
 }
 
 /// Runs the sink until `shutdown` is cancelled; the batch in hand is committed first.
+///
+/// Refuses to start ([`SinkError::AlreadyRunning`]) while another sink with the same
+/// `consumer_name` runs, and stops with [`SinkError::OffsetGap`] when a stored offset's
+/// records expired from Kafka.
 pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), SinkError> {
     let SinkConfig {
         kafka,
@@ -63,58 +113,92 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
     } = config;
     settings.validate()?;
     metrics::describe();
-    let (mut client, connection) = tokio_postgres::connect(&database_url, NoTls).await?;
+    let name = settings.consumer_name.as_str();
+    let mut pg: tokio_postgres::Config = database_url.parse()?;
+    pg.application_name(ownership::application_name(name));
+    let (mut client, connection) = pg.connect(NoTls).await?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             error!(error = %e, "postgres connection closed");
         }
     });
-    writer::prepare_session(&client).await?;
+    let result = serve(&mut client, &kafka, &settings, shutdown).await;
+    // Closing the session releases the ownership lock at once.
+    drop(client);
+    connection.abort();
+    info!("sink stopped");
+    result
+}
+
+/// The sink on an open connection: ownership, assignment, then batches until `shutdown`.
+async fn serve(
+    client: &mut tokio_postgres::Client,
+    kafka: &strikeflow_kafka::KafkaConnection,
+    settings: &SinkSettings,
+    shutdown: CancellationToken,
+) -> Result<(), SinkError> {
+    let name = settings.consumer_name.as_str();
+    ownership::claim(client, name).await?;
+    writer::prepare_session(client).await?;
 
     let sources = Sources::new(&kafka.topics);
-    let stored = offsets::load(&client, &settings.consumer_name).await?;
-    let consumer: StreamConsumer = consumer_config(
-        &kafka.brokers,
-        &format!("strikeflow-sink-{}", settings.consumer_name),
-    )
-    .set("enable.auto.commit", "false")
-    .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for topic in sources.names() {
-        // Metadata is fetched once at start-up; blocking here briefly is harmless.
-        for partition in partition_ids(&consumer, topic, Duration::from_secs(10))? {
-            let offset = stored
-                .get(&(topic.clone(), partition))
-                .map_or(Offset::Beginning, |&next| Offset::Offset(next));
-            assignment.add_partition_offset(topic, partition, offset)?;
-        }
-    }
-    consumer.assign(&assignment)?;
+    let consumer: StreamConsumer =
+        consumer_config(&kafka.brokers, &format!("strikeflow-sink-{name}"))
+            .set("enable.auto.commit", "false")
+            .create()?;
+    let consumer = Arc::new(consumer);
+    let mut assignment = partitions::Assignment::new(consumer.clone(), sources.names());
+    assignment.extend(client, name).await?;
     let mut outbox = Outbox::connect(&kafka.brokers)?;
-    info!(consumer = %settings.consumer_name, partitions = assignment.count(), "sink started");
+    info!(consumer = %name, partitions = assignment.len(), "sink started");
 
+    let mut refresh = tokio::time::interval(partitions::REFRESH_EVERY);
+    refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    refresh.reset();
     let collector = BatchCollector::new(
         "sink",
         settings.batch_rows,
         Duration::from_millis(settings.batch_wait_ms),
     );
-    let result = loop {
+    loop {
         let first = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = refresh.tick() => {
+                match assignment.extend(client, name).await {
+                    Ok(_) => {}
+                    // A broker blip must not stop the sink; the next check tries again.
+                    Err(SinkError::Kafka(e)) => {
+                        warn!(error = %e, "checking the input topics for new partitions failed");
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             msg = collector.next(&consumer) => msg?,
         };
+        let messages = collector.fill(&consumer, first).await?;
         let mut batch = Batch::new(&sources);
-        for msg in collector.fill(&consumer, first).await? {
-            batch.add(&msg, &mut outbox)?;
+        for msg in &messages {
+            batch.add(msg, &mut outbox)?;
         }
         // Dead letters must be durable before the offsets that skip them are.
         outbox.flush().await?;
-        if let Err(e) = write_batch(&mut client, &settings.consumer_name, &batch).await {
-            break Err(e.into());
+        match write_batch(client, name, &batch).await {
+            Ok(()) => batch.record_metrics(),
+            Err(SinkError::Postgres(e)) if poison::is_data_error(&e) => {
+                warn!(error = %e, messages = messages.len(), "PostgreSQL refused the batch; isolating the rows it refuses");
+                let isolated =
+                    poison::store_isolating(client, name, &sources, &messages, &batch, &mut outbox)
+                        .await?;
+                info!(
+                    rejected = isolated.rejected,
+                    "batch stored without the refused rows"
+                );
+                for piece in &isolated.stored {
+                    piece.record_metrics();
+                }
+            }
+            Err(e) => return Err(e),
         }
-        batch.record_metrics();
-    };
-    connection.abort();
-    info!("sink stopped");
-    result
+    }
 }

@@ -22,6 +22,10 @@ pub(crate) const LATE_TICKS: &str = "sink_late_ticks_total";
 /// Counter: ticks-topic control records skipped (spot reference copies, event-time markers).
 pub(crate) const CONTROL_RECORDS_SKIPPED: &str = "sink_control_records_skipped_total";
 
+/// Counter, labelled `topic`: partitions whose stored offset was below the partition's log
+/// start when the sink went to read them (records expired from Kafka unread); the sink stops.
+pub(crate) const OFFSET_GAPS: &str = "sink_offset_gaps_total";
+
 /// Registers the descriptions with whatever recorder the binary installed; called once
 /// when the sink starts, so `/metrics` explains what it counts.
 pub(crate) fn describe() {
@@ -40,7 +44,36 @@ pub(crate) fn describe() {
         CONTROL_RECORDS_SKIPPED,
         "Ticks-topic control records skipped: spot reference copies (the primary is stored) and event-time markers"
     );
+    ::metrics::describe_counter!(
+        OFFSET_GAPS,
+        "Partitions whose stored sink offset was below the log start (records expired unread), by topic"
+    );
     strikeflow_kafka::metrics::describe();
+}
+
+/// A stored offset below its partition's log start: logged at ERROR with everything an
+/// operator needs to decide, and counted, here, once per partition found.
+pub(crate) struct OffsetGap<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    /// The next offset the sink stored.
+    pub(crate) stored: i64,
+    /// The partition's first offset still in Kafka.
+    pub(crate) log_start: i64,
+}
+
+impl OffsetGap<'_> {
+    pub(crate) fn emit(&self) {
+        tracing::error!(
+            topic = self.topic,
+            partition = self.partition,
+            stored_offset = self.stored,
+            log_start = self.log_start,
+            lost = self.log_start - self.stored,
+            "records expired from Kafka before the sink stored them; refusing to skip them"
+        );
+        ::metrics::counter!(OFFSET_GAPS, "topic" => self.topic.to_owned()).increment(1);
+    }
 }
 
 /// A batch was committed with its offsets: counted and logged here, once.

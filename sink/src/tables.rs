@@ -301,6 +301,20 @@ pub(crate) async fn prepare_session(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// Empties this session's staging tables inside the open transaction. They empty
+/// themselves at commit; a transaction that writes several pieces of one batch (to isolate
+/// a rejected row) must empty them between pieces, or a merge would see the rows of the
+/// piece before.
+pub(crate) async fn clear_stages(tx: &Transaction<'_>) -> Result<(), Error> {
+    let mut sql = String::from("DELETE FROM bars_1m_stage;");
+    for table in ALL {
+        if table.upsert.is_some() {
+            sql.push_str(&format!("DELETE FROM {};", table.stage()));
+        }
+    }
+    tx.batch_execute(&sql).await
+}
+
 /// Writes the batch's analytics, late ticks and contracts inside `tx`.
 pub(crate) async fn write(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<(), Error> {
     if !batch.contracts.is_empty() {

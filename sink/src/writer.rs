@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strikeflow_schemas::Instrument;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Error, GenericClient};
+use tokio_postgres::{Client, Error, GenericClient, Transaction};
 
-use crate::Batch;
+use crate::{Batch, SinkError};
 
 /// Creates the per-session staging tables rows are copied into before their upsert
 /// (binary COPY cannot resolve conflicts itself): bars' here, the other tables' in
@@ -82,15 +82,47 @@ pub async fn upsert_instruments<'a>(
     Ok(written)
 }
 
-/// Writes every row of `batch` and advances `consumer`'s offsets, atomically.
+/// Writes every row of `batch` and advances `consumer`'s offsets, atomically, provided this
+/// session still owns `consumer` (its advisory lock, see `ownership`): otherwise nothing is
+/// committed and the error is [`SinkError::Fenced`].
 pub async fn write_batch(
     client: &mut Client,
     consumer: &str,
     batch: &Batch<'_>,
-) -> Result<(), Error> {
+) -> Result<(), SinkError> {
     let tx = client.transaction().await?;
+    write_rows(&tx, batch).await?;
+    commit_with_offsets(tx, consumer, batch).await
+}
 
-    upsert_instruments(&tx, batch.instruments.values()).await?;
+/// Stores `batch`'s offsets in `tx` and commits, after checking that the session still
+/// owns `consumer`; a dropped `tx` (any error) rolls back.
+pub(crate) async fn commit_with_offsets(
+    tx: Transaction<'_>,
+    consumer: &str,
+    batch: &Batch<'_>,
+) -> Result<(), SinkError> {
+    crate::ownership::verify(&tx, consumer).await?;
+    let (mut topics, mut partitions, mut next) = (Vec::new(), Vec::new(), Vec::new());
+    for ((source, partition), offset) in &batch.offsets {
+        topics.push(batch.name_of(*source));
+        partitions.push(*partition);
+        next.push(*offset);
+    }
+    tx.execute(
+        "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at) \
+         SELECT $1, t, p, o, now() FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o) \
+         ON CONFLICT (consumer, topic, partition) DO UPDATE \
+         SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        &[&consumer, &topics, &partitions, &next],
+    )
+    .await?;
+    Ok(tx.commit().await?)
+}
+
+/// Writes every row of `batch` inside `tx` (a transaction or a savepoint), offsets aside.
+pub(crate) async fn write_rows(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<(), Error> {
+    upsert_instruments(tx, batch.instruments.values()).await?;
 
     if !batch.ticks.is_empty() {
         let sink = tx
@@ -182,21 +214,5 @@ pub async fn write_batch(
         .await?;
     }
 
-    crate::tables::write(&tx, batch).await?;
-
-    let (mut topics, mut partitions, mut next) = (Vec::new(), Vec::new(), Vec::new());
-    for ((source, partition), offset) in &batch.offsets {
-        topics.push(batch.name_of(*source));
-        partitions.push(*partition);
-        next.push(*offset);
-    }
-    tx.execute(
-        "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at) \
-         SELECT $1, t, p, o, now() FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o) \
-         ON CONFLICT (consumer, topic, partition) DO UPDATE \
-         SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-        &[&consumer, &topics, &partitions, &next],
-    )
-    .await?;
-    tx.commit().await
+    crate::tables::write(tx, batch).await
 }
