@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{NaiveDate, TimeZone};
-use common::{count, group_progress, read_all, Sandbox};
+use common::{group_progress, read_all, wait_until_stored, Sandbox};
 use strikeflow_ingest::SimulatorConfig;
 use strikeflow_schemas::{
     days_from_date, decode, AvroRecord, Bar, BuildUp, ChainAnalytics, IndicatorPoint, Instrument,
@@ -580,25 +580,7 @@ async fn every_docs_sql_query_matches_the_topics() {
         ("indicator_values", published.indicators.len()),
         ("instruments", published.instruments.len()),
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut behind = Vec::new();
-        for (table, n) in tables {
-            let stored = count(&db, &format!("SELECT count(*) FROM {table}")).await;
-            if stored != n as i64 {
-                behind.push(format!("{table} {stored}/{n}"));
-            }
-        }
-        if behind.is_empty() {
-            break;
-        }
-        assert!(!sink.is_finished(), "the sink stopped early");
-        assert!(
-            Instant::now() < deadline,
-            "the sink did not catch up: {behind:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_stored(&db, &tables, &sink).await;
     shutdown.cancel();
     processor.await.unwrap().expect("processor stops cleanly");
     sink.await.unwrap().expect("sink stops cleanly");

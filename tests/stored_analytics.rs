@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{count, group_progress, read_all, Sandbox};
+use common::{group_progress, read_all, wait_until_stored, Sandbox};
 use strikeflow_ingest::SimulatorConfig;
 use strikeflow_kafka::Outbox;
 use strikeflow_schemas::{
@@ -165,25 +165,7 @@ async fn every_output_topic_is_stored_exactly_as_published() {
         ("instrument_history", contracts.len()),
         ("instruments", current.len()),
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut behind = Vec::new();
-        for (table, n) in expected {
-            let stored = count(&db, &format!("SELECT count(*) FROM {table}")).await;
-            if stored != n as i64 {
-                behind.push(format!("{table} {stored}/{n}"));
-            }
-        }
-        if behind.is_empty() {
-            break;
-        }
-        assert!(!sink.is_finished(), "the sink stopped early");
-        assert!(
-            Instant::now() < deadline,
-            "the sink did not catch up: {behind:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_stored(&db, &expected, &sink).await;
     // Give a sink that writes twice the chance to show itself.
     tokio::time::sleep(Duration::from_millis(500)).await;
     shutdown.cancel();

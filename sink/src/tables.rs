@@ -11,7 +11,7 @@
 use std::pin::pin;
 
 use strikeflow_schemas::{
-    date_from_days, BuildUp, InstrumentType, NoIvReason, OptionSide, ReferenceKind,
+    date_from_days, BuildUp, InstrumentType, NoIvReason, OptionSide, ReferenceKind, Tick,
 };
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
@@ -240,20 +240,33 @@ const INDICATORS: Table = Table {
     }),
 };
 
+/// The columns of a tick row. A late tick is a tick, so `ticks` and `late_ticks` share them
+/// and one writer ([`copy_ticks`]) fills both.
+const TICK_COLUMNS: &[(&str, Type)] = &[
+    ("ts", Type::TIMESTAMPTZ),
+    ("instrument_token", Type::INT8),
+    ("ltp", Type::FLOAT8),
+    ("last_qty", Type::INT8),
+    ("volume", Type::INT8),
+    ("oi", Type::INT8),
+    ("bid", Type::FLOAT8),
+    ("bid_qty", Type::INT8),
+    ("ask", Type::FLOAT8),
+    ("ask_qty", Type::INT8),
+];
+
+/// Primary ticks: plain COPY (two identical ticks are two ticks; offsets in the same
+/// transaction keep it exactly once).
+const TICKS: Table = Table {
+    name: "ticks",
+    columns: TICK_COLUMNS,
+    upsert: None,
+};
+
+/// Ticks that arrived after their bar closed, likewise plain COPY.
 const LATE_TICKS: Table = Table {
     name: "late_ticks",
-    columns: &[
-        ("ts", Type::TIMESTAMPTZ),
-        ("instrument_token", Type::INT8),
-        ("ltp", Type::FLOAT8),
-        ("last_qty", Type::INT8),
-        ("volume", Type::INT8),
-        ("oi", Type::INT8),
-        ("bid", Type::FLOAT8),
-        ("bid_qty", Type::INT8),
-        ("ask", Type::FLOAT8),
-        ("ask_qty", Type::INT8),
-    ],
+    columns: TICK_COLUMNS,
     upsert: None,
 };
 
@@ -457,25 +470,37 @@ pub(crate) async fn write(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<(),
         INDICATORS.merge(tx).await?;
     }
 
-    if !batch.late.is_empty() {
-        let mut w = pin!(LATE_TICKS.copy_in(tx).await?);
-        for t in &batch.late {
-            let row: [&(dyn ToSql + Sync); 10] = [
-                &timestamp(t.exchange_ts),
-                &t.instrument_token,
-                &t.ltp,
-                &t.last_qty,
-                &t.volume,
-                &t.oi,
-                &t.bid,
-                &t.bid_qty,
-                &t.ask,
-                &t.ask_qty,
-            ];
-            w.as_mut().write(&row).await?;
-        }
-        w.finish().await?;
+    copy_ticks(&LATE_TICKS, tx, &batch.late).await?;
+    Ok(())
+}
+
+/// Copies the primary ticks of a batch into `ticks`.
+pub(crate) async fn write_ticks(tx: &Transaction<'_>, ticks: &[Tick]) -> Result<(), Error> {
+    copy_ticks(&TICKS, tx, ticks).await
+}
+
+/// Binary COPY of tick rows into `table` (`ticks` or `late_ticks`).
+async fn copy_ticks(table: &Table, tx: &Transaction<'_>, ticks: &[Tick]) -> Result<(), Error> {
+    if ticks.is_empty() {
+        return Ok(());
     }
+    let mut w = pin!(table.copy_in(tx).await?);
+    for t in ticks {
+        let row: [&(dyn ToSql + Sync); 10] = [
+            &timestamp(t.exchange_ts),
+            &t.instrument_token,
+            &t.ltp,
+            &t.last_qty,
+            &t.volume,
+            &t.oi,
+            &t.bid,
+            &t.bid_qty,
+            &t.ask,
+            &t.ask_qty,
+        ];
+        w.as_mut().write(&row).await?;
+    }
+    w.finish().await?;
     Ok(())
 }
 

@@ -124,44 +124,7 @@ pub(crate) async fn commit_with_offsets(
 pub(crate) async fn write_rows(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<(), Error> {
     upsert_instruments(tx, batch.instruments.values()).await?;
 
-    if !batch.ticks.is_empty() {
-        let sink = tx
-            .copy_in(
-                "COPY ticks (ts, instrument_token, ltp, last_qty, volume, oi, bid, bid_qty, ask, ask_qty) \
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        let types = [
-            Type::TIMESTAMPTZ,
-            Type::INT8,
-            Type::FLOAT8,
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-            Type::FLOAT8,
-            Type::INT8,
-            Type::FLOAT8,
-            Type::INT8,
-        ];
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-        for t in &batch.ticks {
-            let ts = timestamp(t.exchange_ts);
-            let row: [&(dyn ToSql + Sync); 10] = [
-                &ts,
-                &t.instrument_token,
-                &t.ltp,
-                &t.last_qty,
-                &t.volume,
-                &t.oi,
-                &t.bid,
-                &t.bid_qty,
-                &t.ask,
-                &t.ask_qty,
-            ];
-            writer.as_mut().write(&row).await?;
-        }
-        writer.finish().await?;
-    }
+    crate::tables::write_ticks(tx, &batch.ticks).await?;
 
     if !batch.bars.is_empty() {
         let sink = tx

@@ -2,95 +2,21 @@
 //! sink's offsets move past them, in the same transaction as the rows (real Kafka and
 //! PostgreSQL from `./dev up`).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::time::{Duration, Instant};
 
 use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
-use strikeflow_kafka::{ensure_topics, KafkaConnection, Outbox};
-use strikeflow_schemas::{encode, Tick, Topics, REFERENCE_COPY_HEADER};
-use strikeflow_sink::{SinkConfig, SinkSettings};
-use tokio_postgres::{Client, NoTls};
+use strikeflow_kafka::Outbox;
+use strikeflow_schemas::{encode, REFERENCE_COPY_HEADER};
 use tokio_util::sync::CancellationToken;
 
-/// The tables the sink writes, from the workspace's migrations (the `strikeflow` crate that
-/// applies them depends on this one).
-const CORE_TABLES: &str = include_str!("../../migrations/0001_core_tables.sql");
-const ANALYTICS_TABLES: &str = include_str!("../../migrations/0003_stored_analytics.sql");
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {url} (is PostgreSQL up? ./dev up): {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-/// A fresh database with the core tables, and fresh topics, both named `name`.
-async fn sandbox(name: &str) -> SinkConfig {
-    let brokers = var("KAFKA_BROKERS", "127.0.0.1:19092");
-    let server = var(
-        "DATABASE_URL",
-        "postgres://strikeflow@127.0.0.1:15432/strikeflow",
-    );
-    connect(&server)
-        .await
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("creating a test database");
-    let (base, _) = server
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a /database");
-    let query = server
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    let database_url = format!("{base}/{name}{query}");
-    connect(&database_url)
-        .await
-        .batch_execute(&format!("{CORE_TABLES}\n{ANALYTICS_TABLES}"))
-        .await
-        .expect("creating the tables");
-    let topics = Topics::new(format!("{name}."));
-    ensure_topics(&brokers, &topics.all(), 1)
-        .await
-        .expect("creating test topics (is Kafka up? ./dev up)");
-    SinkConfig {
-        kafka: KafkaConnection { brokers, topics },
-        database_url,
-        settings: SinkSettings {
-            consumer_name: "sink".into(),
-            batch_rows: 100,
-            batch_wait_ms: 20,
-        },
-    }
-}
-
-fn tick(token: i64, second: i64) -> Tick {
-    Tick {
-        instrument_token: token,
-        exchange_ts: 1_766_000_000_000_000 + second * 1_000_000,
-        ltp: 24_500.5,
-        last_qty: 0,
-        volume: 0,
-        oi: 0,
-        bid: 0.0,
-        bid_qty: 0,
-        ask: 0.0,
-        ask_qty: 0,
-    }
-}
+use common::{connect, sandbox, tick};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_copies_are_skipped_and_their_offsets_committed() {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!("sf_sinkref_{}_{nanos:08x}", std::process::id());
-    let config = sandbox(&name).await;
+    let config = sandbox("sinkref").await;
     let ticks_topic = config.kafka.topics.ticks();
 
     // Partition 0: primary, copy, primary of an option, copy. Partition 1: only a copy.

@@ -130,6 +130,34 @@ pub(crate) async fn count(db: &Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+/// Waits until every table in `expected` holds its number of rows, while `sink` runs;
+/// panics naming the tables still behind after 60 s, or when the sink stopped early.
+pub(crate) async fn wait_until_stored<T>(
+    db: &Client,
+    expected: &[(&str, usize)],
+    sink: &tokio::task::JoinHandle<T>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut behind = Vec::new();
+        for &(table, n) in expected {
+            let stored = count(db, &format!("SELECT count(*) FROM {table}")).await;
+            if stored != n as i64 {
+                behind.push(format!("{table} {stored}/{n}"));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(!sink.is_finished(), "the sink stopped early");
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not catch up: {behind:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Reads `n` messages from the start of `topic` (a fresh group each call) and decodes them.
 pub(crate) async fn read_topic<T: strikeflow_schemas::AvroRecord>(
     brokers: &str,
