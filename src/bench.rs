@@ -20,6 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 
+mod psql;
+mod sink;
+
+pub use sink::sink;
+
 /// A private, freshly created set of topics for one benchmark run.
 async fn bench_topics(config: &Config) -> Result<Topics> {
     let stamp = SystemTime::now()

@@ -97,6 +97,16 @@ pub(crate) enum BenchTarget {
         #[arg(long)]
         kafka: bool,
     },
+    /// The sink stage (Kafka → decode → batch → binary COPY with offsets) on a private
+    /// database, beside `psql \copy` of the same rows from a file. Needs `psql` on PATH.
+    Sink {
+        /// How many simulated tick rows to store.
+        #[arg(long, default_value_t = 2_000_000)]
+        rows: u64,
+        /// How many strike-analytics rows (25 columns, upserted) to store afterwards.
+        #[arg(long, default_value_t = 500_000)]
+        strike_rows: u64,
+    },
 }
 
 /// The feeds `strikeflow ingest` can publish.

@@ -102,6 +102,9 @@ async fn bench(config: &Config, what: BenchTarget) -> Result<()> {
             tick_interval_ms,
             kafka: false,
         } => strikeflow::bench::process(config, ticks, tick_interval_ms),
+        BenchTarget::Sink { rows, strike_rows } => {
+            strikeflow::bench::sink(config, rows, strike_rows).await
+        }
     }
 }
 
