@@ -23,11 +23,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{NaiveDate, TimeZone};
-use common::{group_progress, read_all, wait_until_stored, Sandbox};
+use common::{group_progress, last_per_key, records, wait_until_stored, Sandbox};
 use strikeflow_ingest::SimulatorConfig;
 use strikeflow_schemas::{
-    days_from_date, decode, AvroRecord, Bar, BuildUp, ChainAnalytics, IndicatorPoint, Instrument,
-    MoneynessPoint, OptionSide, StrikeAnalytics,
+    days_from_date, Bar, BuildUp, ChainAnalytics, IndicatorPoint, Instrument, MoneynessPoint,
+    OptionSide, StrikeAnalytics,
 };
 use tokio_postgres::types::Type;
 use tokio_postgres::Row;
@@ -128,21 +128,6 @@ fn sql_blocks(markdown: &str) -> Vec<String> {
         }
     }
     blocks
-}
-
-fn records<T: AvroRecord>(brokers: &str, topic: &str) -> Vec<T> {
-    read_all(brokers, topic)
-        .iter()
-        .map(|r| decode(&r.payload).unwrap_or_else(|e| panic!("decoding {topic}: {e}")))
-        .collect()
-}
-
-fn last_per_key<T, K: Ord>(values: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
-    let mut by_key = BTreeMap::new();
-    for v in values {
-        by_key.insert(key(&v), v);
-    }
-    by_key.into_values().collect()
 }
 
 fn build_up(b: BuildUp) -> &'static str {

@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{group_progress, read_all, wait_until_stored, Sandbox};
+use common::{group_progress, last_per_key, read_all, records, wait_until_stored, Sandbox};
 use strikeflow_ingest::SimulatorConfig;
 use strikeflow_kafka::Outbox;
 use strikeflow_schemas::{
-    days_from_date, decode, AvroRecord, Bar, BuildUp, ChainAnalytics, IndicatorPoint, Instrument,
+    days_from_date, decode, Bar, BuildUp, ChainAnalytics, IndicatorPoint, Instrument,
     InstrumentType, MoneynessPoint, NoIvReason, OptionSide, ReferenceKind, StrikeAnalytics, Tick,
 };
 use tokio_postgres::{Client, Row};
@@ -228,22 +227,6 @@ async fn every_output_topic_is_stored_exactly_as_published() {
 
 fn tick(payload: &[u8]) -> Tick {
     decode(payload).expect("a tick")
-}
-
-/// Every committed record of `topic`, decoded, in partition then offset order.
-fn records<T: AvroRecord>(brokers: &str, topic: &str) -> Vec<T> {
-    read_all(brokers, topic)
-        .iter()
-        .map(|r| decode(&r.payload).unwrap_or_else(|e| panic!("decoding {topic}: {e}")))
-        .collect()
-}
-
-fn last_per_key<T, K: Ord>(values: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
-    let mut by_key = BTreeMap::new();
-    for v in values {
-        by_key.insert(key(&v), v);
-    }
-    by_key.into_values().collect()
 }
 
 fn moneyness_key(m: &MoneynessPoint) -> (String, i32, String, String, i64) {

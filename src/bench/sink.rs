@@ -43,13 +43,12 @@ pub async fn sink(config: &Config, ticks: u64, strike_rows: u64) -> Result<()> {
         .with_context(|| format!("creating database {name}"))?;
     let dir = std::env::temp_dir().join(&name);
     let topics = match bench_topics(config).await {
-        Ok(topics) => Some(topics),
+        Ok(topics) => topics,
         Err(e) => {
             drop_database(&admin, &name).await?;
             return Err(e);
         }
     };
-    let topics = topics.expect("created");
     let result = async {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         measure(config, &topics, &url, &dir, ticks, strike_rows).await

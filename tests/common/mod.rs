@@ -306,3 +306,23 @@ pub(crate) fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i
         .sum();
     (done, end)
 }
+
+/// Every committed record of `topic`, decoded, in partition then offset order.
+pub(crate) fn records<T: strikeflow_schemas::AvroRecord>(brokers: &str, topic: &str) -> Vec<T> {
+    read_all(brokers, topic)
+        .iter()
+        .map(|r| {
+            strikeflow_schemas::decode(&r.payload)
+                .unwrap_or_else(|e| panic!("decoding {topic}: {e}"))
+        })
+        .collect()
+}
+
+/// The last value per key, in key order: what an upserted table holds.
+pub(crate) fn last_per_key<T, K: Ord>(values: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut by_key = std::collections::BTreeMap::new();
+    for v in values {
+        by_key.insert(key(&v), v);
+    }
+    by_key.into_values().collect()
+}
