@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use strikeflow_kafka::rdkafka::error::KafkaError;
 use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Headers, Message};
+use strikeflow_kafka::rdkafka::types::RDKafkaErrorCode;
 use strikeflow_kafka::{consumer_config, ensure_topics};
 use strikeflow_schemas::{Topics, REFERENCE_COPY_HEADER, WATERMARK_HEADER};
 
@@ -74,8 +76,17 @@ pub(crate) async fn read_records(
     while out.len() < n {
         let msg = tokio::time::timeout(wait, consumer.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {n} messages arrived", out.len()))
-            .expect("a message");
+            .unwrap_or_else(|_| panic!("only {} of {n} messages arrived", out.len()));
+        let msg = match msg {
+            Ok(msg) => msg,
+            // A topic created moments ago on a fresh broker can be unknown to the consumer's
+            // first metadata; librdkafka recovers by itself, so keep waiting (the timeout
+            // above still bounds the wait).
+            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                continue
+            }
+            Err(e) => panic!("a message: {e}"),
+        };
         out.push(record(&msg));
     }
     out
