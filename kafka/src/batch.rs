@@ -6,6 +6,7 @@ use std::time::Duration;
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::metrics::ConsumerErrorSurvived;
 use crate::KafkaError;
@@ -100,8 +101,15 @@ impl BatchCollector {
     /// from by itself (`MessageConsumption`: a broker restarting, a connection dropped) is
     /// logged, counted and `Ok`; any other is returned as the stage's error. For the
     /// errors a stage sees in its own `select!` before [`BatchCollector::fill`].
+    ///
+    /// A position out of range under `auto.offset.reset = error` (`AutoOffsetReset`: the
+    /// next records expired unread) is returned too: librdkafka stops fetching that
+    /// partition, so riding it out would stall the partition silently.
     pub fn survive(&self, error: RdKafkaError) -> Result<(), KafkaError> {
         match error {
+            RdKafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
+                Err(error.into())
+            }
             RdKafkaError::MessageConsumption(_) => {
                 ConsumerErrorSurvived {
                     consumer: &self.consumer,
@@ -117,8 +125,6 @@ impl BatchCollector {
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::types::RDKafkaErrorCode;
-
     use super::*;
 
     #[test]
@@ -135,6 +141,11 @@ mod tests {
                 RDKafkaErrorCode::BrokerTransportFailure
             ))
             .is_ok());
+        assert!(collector
+            .survive(RdKafkaError::MessageConsumption(
+                RDKafkaErrorCode::AutoOffsetReset
+            ))
+            .is_err());
         assert!(matches!(
             collector.survive(RdKafkaError::Canceled),
             Err(KafkaError::Client(RdKafkaError::Canceled))

@@ -7,6 +7,7 @@
 //! [`BatchCollector`]. Keeping that here means one place decides those settings.
 
 mod admin;
+mod backoff;
 mod batch;
 mod compacted;
 mod connection;
@@ -14,6 +15,7 @@ pub mod metrics;
 mod outbox;
 
 pub use admin::{delete_topics, ensure_topics, partition_ids};
+pub use backoff::backoff;
 pub use batch::BatchCollector;
 pub use compacted::CompactedReader;
 pub use connection::{

@@ -11,8 +11,10 @@ use strikeflow_schemas::{
 
 use crate::metrics::BatchCommitted;
 
-/// Which sink input a message came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which sink input a message came from; in `[sink] topics`, the outputs a sink stores
+/// (named as below: `instruments`, `ticks`, …, `late_ticks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The compacted instrument master.
     Instruments,
@@ -29,6 +31,7 @@ pub enum Source {
     /// Indicator values at bar close.
     Indicators,
     /// Ticks that arrived after their bar closed.
+    #[serde(rename = "late_ticks")]
     Late,
 }
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use strikeflow_kafka::KafkaConnection;
 
-use crate::SinkError;
+use crate::{SinkError, Source};
 
 /// The sink's tuning, as written in the `[sink]` section. Connection settings are not here
 /// (they are shared by every stage; see [`SinkConfig`]), and an unknown key is an error, so
@@ -18,6 +18,14 @@ pub struct SinkSettings {
     pub batch_rows: usize,
     /// Longest wait to fill a batch once its first message arrived, in milliseconds.
     pub batch_wait_ms: u64,
+    /// Which outputs this sink stores (all by default). Scaling out is by giving each of
+    /// several sinks, with different `consumer_name`s, its own share of the topics: each
+    /// stores its own offsets, so none depends on another (see docs/sql.md, "More than one
+    /// sink").
+    pub topics: Vec<Source>,
+    /// Longest pause between attempts to reach PostgreSQL again after losing it, in seconds
+    /// (the pause doubles from 0.5 s per failed attempt up to this).
+    pub max_backoff_secs: u64,
 }
 
 impl Default for SinkSettings {
@@ -26,6 +34,8 @@ impl Default for SinkSettings {
             consumer_name: "sink".into(),
             batch_rows: 20_000,
             batch_wait_ms: 200,
+            topics: Source::ALL.to_vec(),
+            max_backoff_secs: 30,
         }
     }
 }
@@ -43,6 +53,15 @@ impl SinkSettings {
         }
         if self.batch_wait_ms == 0 {
             return invalid("batch_wait_ms", "must be at least 1");
+        }
+        if self.topics.is_empty() {
+            return invalid("topics", "must name at least one output to store");
+        }
+        if (1..self.topics.len()).any(|i| self.topics[..i].contains(&self.topics[i])) {
+            return invalid("topics", "names an output twice");
+        }
+        if self.max_backoff_secs == 0 {
+            return invalid("max_backoff_secs", "must be at least 1");
         }
         Ok(())
     }
@@ -105,6 +124,9 @@ mod tests {
             ("batch_rows = 0", "sink.batch_rows: "),
             ("batch_wait_ms = 0", "sink.batch_wait_ms: "),
             ("consumer_name = \" \"", "sink.consumer_name: "),
+            ("topics = []", "sink.topics: "),
+            ("topics = [\"ticks\", \"bars\", \"ticks\"]", "sink.topics: "),
+            ("max_backoff_secs = 0", "sink.max_backoff_secs: "),
         ] {
             let error = parse(toml)
                 .expect("parsed")
@@ -112,6 +134,15 @@ mod tests {
                 .expect_err("invalid");
             assert!(error.to_string().starts_with(key), "{toml}: {error}");
         }
+    }
+
+    #[test]
+    fn a_share_of_the_topics_is_named_by_output() {
+        let settings = parse("topics = [\"ticks\", \"late_ticks\"]").expect("parsed");
+        assert_eq!(settings.topics, [Source::Ticks, Source::Late]);
+        assert!(settings.validate().is_ok());
+        let error = parse("topics = [\"tick\"]").expect_err("an unknown output is an error");
+        assert!(error.to_string().contains("tick"), "{error}");
     }
 
     #[test]

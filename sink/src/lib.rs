@@ -38,7 +38,7 @@ use strikeflow_kafka::{consumer_config, BatchCollector, Outbox};
 use tokio::time::MissedTickBehavior;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Why the sink stopped (or did not start).
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,13 @@ impl From<strikeflow_kafka::rdkafka::error::KafkaError> for SinkError {
 /// Refuses to start ([`SinkError::AlreadyRunning`]) while another sink with the same
 /// `consumer_name` runs, and stops with [`SinkError::OffsetGap`] when a stored offset's
 /// records expired from Kafka.
+///
+/// Losing PostgreSQL (a restart, an outage, a dropped connection) does not stop it: the open
+/// batch is rolled back with the session, the consumer is dropped (consumption pauses and
+/// no memory grows), and after a backoff (0.5 s doubling to `max_backoff_secs`) the sink
+/// connects again, takes its ownership lock again and re-reads from the offsets stored with
+/// the rows — the same path as a restart, so nothing is lost or stored twice, even when a
+/// commit succeeded but its acknowledgement was lost.
 pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), SinkError> {
     let SinkConfig {
         kafka,
@@ -113,20 +120,105 @@ pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), 
     } = config;
     settings.validate()?;
     metrics::describe();
-    let name = settings.consumer_name.as_str();
     let mut pg: tokio_postgres::Config = database_url.parse()?;
-    pg.application_name(ownership::application_name(name));
+    pg.application_name(ownership::application_name(&settings.consumer_name));
+    let max_backoff = Duration::from_secs(settings.max_backoff_secs);
+    let mut failures = 0;
+    let mut owned_before = false;
+    loop {
+        let mut progress = Progress::default();
+        let result = session(&pg, &kafka, &settings, &shutdown, &mut progress).await;
+        owned_before |= progress.owned;
+        match result {
+            Ok(()) => {
+                info!("sink stopped");
+                return Ok(());
+            }
+            Err(e) if e.is_connection_lost(owned_before) => {
+                if progress.committed {
+                    failures = 0;
+                }
+                failures += 1;
+                let delay = strikeflow_kafka::backoff(failures, max_backoff);
+                metrics::PostgresLost {
+                    error: &e,
+                    attempt: failures,
+                    delay,
+                }
+                .emit();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What one PostgreSQL session achieved before it ended, for the reconnect loop.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The session took the sink's ownership lock.
+    owned: bool,
+    /// At least one batch was committed on it (the backoff starts over).
+    committed: bool,
+}
+
+impl SinkError {
+    /// Whether this error means PostgreSQL went away (the sink reconnects) rather than a
+    /// fault that reconnecting cannot cure. `owned_before`: an earlier session of this
+    /// process held the lock, so a lock still held by "another" session is most likely
+    /// that dead session not yet reaped by the server, worth waiting for.
+    fn is_connection_lost(&self, owned_before: bool) -> bool {
+        match self {
+            SinkError::Postgres(e) => postgres_unreachable(e),
+            SinkError::AlreadyRunning { .. } => owned_before,
+            _ => false,
+        }
+    }
+}
+
+/// A connection refused, reset or closed, or a server shutting down, starting up or out of
+/// resources: SQLSTATE classes 08, 53, 57P and 58, plus serialization failures and
+/// deadlocks (40001, 40P01), which a new attempt resolves. Everything else (a missing
+/// table, a refused password, a data error) stays an error.
+fn postgres_unreachable(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            ["08", "53", "57P", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "40001"
+                || code == "40P01"
+        }
+        // No SQLSTATE: the error came from the socket (connect, read, write, timeout).
+        None => std::error::Error::source(e).is_some_and(|cause| cause.is::<std::io::Error>()),
+    }
+}
+
+/// One PostgreSQL session of the sink: connect, then [`serve`] on it until it ends.
+async fn session(
+    pg: &tokio_postgres::Config,
+    kafka: &strikeflow_kafka::KafkaConnection,
+    settings: &SinkSettings,
+    shutdown: &CancellationToken,
+    progress: &mut Progress,
+) -> Result<(), SinkError> {
     let (mut client, connection) = pg.connect(NoTls).await?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            error!(error = %e, "postgres connection closed");
+            warn!(error = %e, "postgres connection closed");
         }
     });
-    let result = serve(&mut client, &kafka, &settings, shutdown).await;
+    let result = serve(&mut client, kafka, settings, shutdown, progress).await;
     // Closing the session releases the ownership lock at once.
     drop(client);
     connection.abort();
-    info!("sink stopped");
     result
 }
 
@@ -135,19 +227,30 @@ async fn serve(
     client: &mut tokio_postgres::Client,
     kafka: &strikeflow_kafka::KafkaConnection,
     settings: &SinkSettings,
-    shutdown: CancellationToken,
+    shutdown: &CancellationToken,
+    progress: &mut Progress,
 ) -> Result<(), SinkError> {
     let name = settings.consumer_name.as_str();
     ownership::claim(client, name).await?;
+    progress.owned = true;
+    metrics::postgres_connected(true);
     writer::prepare_session(client).await?;
 
     let sources = Sources::new(&kafka.topics);
+    let inputs: Vec<String> = settings
+        .topics
+        .iter()
+        .map(|&source| sources.name(source).to_owned())
+        .collect();
     let consumer: StreamConsumer =
         consumer_config(&kafka.brokers, &format!("strikeflow-sink-{name}"))
             .set("enable.auto.commit", "false")
+            // A position whose records expired is an error, never a silent jump ahead
+            // (see `partitions`).
+            .set("auto.offset.reset", "error")
             .create()?;
     let consumer = Arc::new(consumer);
-    let mut assignment = partitions::Assignment::new(consumer.clone(), sources.names());
+    let mut assignment = partitions::Assignment::new(consumer.clone(), &inputs);
     assignment.extend(client, name).await?;
     let mut outbox = Outbox::connect(&kafka.brokers)?;
     info!(consumer = %name, partitions = assignment.len(), "sink started");
@@ -174,9 +277,17 @@ async fn serve(
                 }
                 continue;
             }
-            msg = collector.next(&consumer) => msg?,
+            msg = collector.next(&consumer) => msg,
         };
-        let messages = collector.fill(&consumer, first).await?;
+        let messages = match first {
+            Ok(first) => collector.fill(&consumer, first).await,
+            Err(e) => Err(e),
+        };
+        let messages = match messages {
+            Ok(messages) => messages,
+            Err(e) if is_expired_position(&e) => return Err(assignment.expired().await),
+            Err(e) => return Err(e.into()),
+        };
         let mut batch = Batch::new(&sources);
         for msg in &messages {
             batch.add(msg, &mut outbox)?;
@@ -184,7 +295,10 @@ async fn serve(
         // Dead letters must be durable before the offsets that skip them are.
         outbox.flush().await?;
         match write_batch(client, name, &batch).await {
-            Ok(()) => batch.record_metrics(),
+            Ok(()) => {
+                progress.committed = true;
+                batch.record_metrics();
+            }
             Err(SinkError::Postgres(e)) if poison::is_data_error(&e) => {
                 warn!(error = %e, messages = messages.len(), "PostgreSQL refused the batch; isolating the rows it refuses");
                 let isolated =
@@ -194,6 +308,7 @@ async fn serve(
                     rejected = isolated.rejected,
                     "batch stored without the refused rows"
                 );
+                progress.committed = true;
                 for piece in &isolated.stored {
                     piece.record_metrics();
                 }
@@ -201,4 +316,17 @@ async fn serve(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The consumer's report that a position fell below its log start (`auto.offset.reset =
+/// error`), as returned by [`BatchCollector`].
+fn is_expired_position(e: &strikeflow_kafka::KafkaError) -> bool {
+    use strikeflow_kafka::rdkafka::error::KafkaError as Client;
+    use strikeflow_kafka::rdkafka::types::RDKafkaErrorCode;
+    matches!(
+        e,
+        strikeflow_kafka::KafkaError::Client(Client::MessageConsumption(
+            RDKafkaErrorCode::AutoOffsetReset
+        ))
+    )
 }

@@ -26,6 +26,13 @@ pub(crate) const CONTROL_RECORDS_SKIPPED: &str = "sink_control_records_skipped_t
 /// start when the sink went to read them (records expired from Kafka unread); the sink stops.
 pub(crate) const OFFSET_GAPS: &str = "sink_offset_gaps_total";
 
+/// Counter: times the sink lost PostgreSQL (a restart, an outage, a dropped connection) and
+/// went to reconnect; the open batch was rolled back and is read again from Kafka.
+pub(crate) const POSTGRES_LOST: &str = "sink_postgres_lost_total";
+/// Gauge: 1 while the sink holds a PostgreSQL session that owns its name, 0 while it waits
+/// to reconnect (consumption is paused meanwhile).
+pub(crate) const POSTGRES_CONNECTED: &str = "sink_postgres_connected";
+
 /// Registers the descriptions with whatever recorder the binary installed; called once
 /// when the sink starts, so `/metrics` explains what it counts.
 pub(crate) fn describe() {
@@ -48,7 +55,42 @@ pub(crate) fn describe() {
         OFFSET_GAPS,
         "Partitions whose stored sink offset was below the log start (records expired unread), by topic"
     );
+    ::metrics::describe_counter!(
+        POSTGRES_LOST,
+        "Times the sink lost PostgreSQL and went to reconnect (the open batch is read again)"
+    );
+    ::metrics::describe_gauge!(
+        POSTGRES_CONNECTED,
+        "1 while the sink owns a PostgreSQL session, 0 while it waits to reconnect"
+    );
     strikeflow_kafka::metrics::describe();
+}
+
+/// The sink has (1) or has not (0) a PostgreSQL session owning its name.
+pub(crate) fn postgres_connected(connected: bool) {
+    ::metrics::gauge!(POSTGRES_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// PostgreSQL was lost and the sink waits `delay` before attempt `attempt` to reconnect:
+/// logged at WARN and counted, here, once per loss.
+pub(crate) struct PostgresLost<'a> {
+    pub(crate) error: &'a crate::SinkError,
+    /// Consecutive attempts that failed so far, this one included.
+    pub(crate) attempt: u32,
+    pub(crate) delay: std::time::Duration,
+}
+
+impl PostgresLost<'_> {
+    pub(crate) fn emit(&self) {
+        tracing::warn!(
+            error = %self.error,
+            attempt = self.attempt,
+            retry_in_ms = self.delay.as_millis() as u64,
+            "sink lost PostgreSQL; consumption paused, the open batch will be read again from Kafka"
+        );
+        ::metrics::counter!(POSTGRES_LOST).increment(1);
+        postgres_connected(false);
+    }
 }
 
 /// A stored offset below its partition's log start: logged at ERROR with everything an

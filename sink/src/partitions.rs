@@ -6,6 +6,10 @@
 //! the same way, without a restart. A stored offset below the partition's log start means
 //! records expired from Kafka before this sink stored them: that is refused loudly
 //! ([`SinkError::OffsetGap`], `sink_offset_gaps_total`, an ERROR log), never skipped.
+//! The same holds while the sink runs: its consumer has `auto.offset.reset = error`, so a
+//! partition whose next records expire before the sink reads them (a sink lagging behind
+//! retention) raises an error instead of jumping ahead, and [`Assignment::expired`] names
+//! the partition.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -101,6 +105,58 @@ impl Assignment {
         let count = added.len();
         self.assigned.extend(added);
         Ok(count)
+    }
+
+    /// After the consumer reported that a fetch position fell out of range (records expired
+    /// before the sink read them), finds the partitions whose position is below their log
+    /// start, logs and counts each, and returns the first as [`SinkError::OffsetGap`]. The
+    /// rows before that position are committed, so `stored` is exactly the first offset lost.
+    pub(crate) async fn expired(&self) -> SinkError {
+        let consumer = self.consumer.clone();
+        let found = blocking(move || {
+            let mut gaps = Vec::new();
+            for element in consumer.position()?.elements() {
+                let Offset::Offset(position) = element.offset() else {
+                    continue;
+                };
+                let (topic, partition) = (element.topic().to_owned(), element.partition());
+                let (low, _high) =
+                    consumer.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?;
+                if position < low {
+                    gaps.push((topic, partition, position, low));
+                }
+            }
+            Ok(gaps)
+        })
+        .await;
+        let gaps = match found {
+            Ok(gaps) => gaps,
+            Err(e) => return e,
+        };
+        for (topic, partition, stored, log_start) in &gaps {
+            OffsetGap {
+                topic,
+                partition: *partition,
+                stored: *stored,
+                log_start: *log_start,
+            }
+            .emit();
+        }
+        match gaps.into_iter().next() {
+            Some((topic, partition, stored, log_start)) => SinkError::OffsetGap {
+                topic,
+                partition,
+                stored,
+                log_start,
+            },
+            // Reported out of range, yet every position is inside its log again: say so
+            // rather than guess which partition it was.
+            None => SinkError::Kafka(KafkaError::Client(
+                strikeflow_kafka::rdkafka::error::KafkaError::MessageConsumption(
+                    strikeflow_kafka::rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
+                ),
+            )),
+        }
     }
 
     /// The start offset of each of `added`, checking stored offsets against log starts.

@@ -5,6 +5,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub(crate) mod private_postgres;
+pub(crate) mod stored;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -51,18 +54,24 @@ pub(crate) fn init_logs() {
 
 impl Sandbox {
     pub(crate) async fn new(label: &str) -> Sandbox {
+        Self::on_server(label, &services().database_url).await
+    }
+
+    /// A sandbox whose database lives on the PostgreSQL server of `server_url` (a private
+    /// cluster a test may stop) instead of `DATABASE_URL`'s.
+    pub(crate) async fn on_server(label: &str, server_url: &str) -> Sandbox {
         init_logs();
         let services = services();
         let id: u32 = rand::rng().random();
         let name = format!("sf_{label}_{id:08x}");
-        let admin = connect(&services.database_url).await;
+        let admin = connect(server_url).await;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| {
                 panic!("creating database {name} (is PostgreSQL up? ./dev up): {e}")
             });
-        let database_url = with_database(&services.database_url, &name);
+        let database_url = with_database(server_url, &name);
         migrate_database(&database_url)
             .await
             .expect("migrating the test database");
@@ -137,6 +146,16 @@ pub(crate) async fn wait_until_stored<T>(
     expected: &[(&str, usize)],
     sink: &tokio::task::JoinHandle<T>,
 ) {
+    wait_until_stored_while(db, expected, || !sink.is_finished()).await
+}
+
+/// [`wait_until_stored`] for a sink that is not a task (a child process): `running` says
+/// whether it still runs.
+pub(crate) async fn wait_until_stored_while(
+    db: &Client,
+    expected: &[(&str, usize)],
+    mut running: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut behind = Vec::new();
@@ -149,7 +168,7 @@ pub(crate) async fn wait_until_stored<T>(
         if behind.is_empty() {
             return;
         }
-        assert!(!sink.is_finished(), "the sink stopped early");
+        assert!(running(), "the sink stopped early");
         assert!(
             Instant::now() < deadline,
             "the sink did not catch up: {behind:?}"

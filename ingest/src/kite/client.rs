@@ -30,8 +30,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use rand::Rng;
 use serde::Deserialize;
+use strikeflow_kafka::backoff;
 use strikeflow_schemas::Topics;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -50,8 +50,6 @@ use crate::publisher::TickPublisher;
 
 /// Waiting for a handshake longer than this counts as a failed attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The first reconnect delay (before jitter); it doubles per consecutive failure.
-const BASE_BACKOFF: Duration = Duration::from_millis(500);
 /// How long after 15:30 IST the session close is marked: ticks stamped just before the close
 /// may still be in flight (feed and network delay), and a marker ahead of them would make
 /// them late. Well inside the minute the last bar may take (stored by 15:31).
@@ -281,15 +279,6 @@ fn percent_encode(value: &str) -> String {
         }
     }
     out
-}
-
-/// Reconnect delay after `failures` consecutive failures (>= 1): "equal jitter", half fixed
-/// and half random, so it never collapses to zero yet clients do not reconnect in lockstep.
-fn backoff(failures: u32, max: Duration) -> Duration {
-    let exponential = BASE_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-    let cap = exponential.min(max);
-    let half = cap / 2;
-    half + half.mul_f64(rand::rng().random::<f64>())
 }
 
 fn now_micros() -> i64 {
@@ -599,25 +588,6 @@ mod tests {
         );
         let debug = format!("{config:?}");
         assert!(!debug.contains("a/b+c"), "{debug}");
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_stays_under_the_cap() {
-        let max = Duration::from_secs(30);
-        for failures in 1..40 {
-            let cap = BASE_BACKOFF
-                .saturating_mul(1 << (failures - 1).min(20))
-                .min(max);
-            for _ in 0..50 {
-                let d = backoff(failures, max);
-                assert!(
-                    d >= cap / 2 && d <= cap,
-                    "{failures}: {d:?} not in [{:?}, {cap:?}]",
-                    cap / 2
-                );
-            }
-        }
-        assert_eq!(backoff(3, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub(crate) async fn sandbox(label: &str) -> SinkConfig {
             consumer_name: "sink".into(),
             batch_rows: 100,
             batch_wait_ms: 20,
+            ..SinkSettings::default()
         },
     }
 }
