@@ -248,6 +248,9 @@ async fn serve(
             // A position whose records expired is an error, never a silent jump ahead
             // (see `partitions`).
             .set("auto.offset.reset", "error")
+            // Bounded read-ahead: about two batches per partition are fetched ahead of the
+            // one being written (librdkafka's default is 100,000 messages per partition).
+            .set("queued.min.messages", (2 * settings.batch_rows).to_string())
             .create()?;
     let consumer = Arc::new(consumer);
     let mut assignment = partitions::Assignment::new(consumer.clone(), &inputs);
@@ -285,7 +288,9 @@ async fn serve(
         };
         let messages = match messages {
             Ok(messages) => messages,
-            Err(e) if is_expired_position(&e) => return Err(assignment.expired().await),
+            Err(e) if is_expired_position(&e) => {
+                return Err(assignment.expired(client, name).await?.unwrap_or(e.into()));
+            }
             Err(e) => return Err(e.into()),
         };
         let mut batch = Batch::new(&sources);

@@ -107,55 +107,23 @@ impl Assignment {
         Ok(count)
     }
 
-    /// After the consumer reported that a fetch position fell out of range (records expired
-    /// before the sink read them), finds the partitions whose position is below their log
-    /// start, logs and counts each, and returns the first as [`SinkError::OffsetGap`]. The
-    /// rows before that position are committed, so `stored` is exactly the first offset lost.
-    pub(crate) async fn expired(&self) -> SinkError {
-        let consumer = self.consumer.clone();
-        let found = blocking(move || {
-            let mut gaps = Vec::new();
-            for element in consumer.position()?.elements() {
-                let Offset::Offset(position) = element.offset() else {
-                    continue;
-                };
-                let (topic, partition) = (element.topic().to_owned(), element.partition());
-                let (low, _high) =
-                    consumer.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?;
-                if position < low {
-                    gaps.push((topic, partition, position, low));
-                }
-            }
-            Ok(gaps)
-        })
-        .await;
-        let gaps = match found {
-            Ok(gaps) => gaps,
-            Err(e) => return e,
-        };
-        for (topic, partition, stored, log_start) in &gaps {
-            OffsetGap {
-                topic,
-                partition: *partition,
-                stored: *stored,
-                log_start: *log_start,
-            }
-            .emit();
-        }
-        match gaps.into_iter().next() {
-            Some((topic, partition, stored, log_start)) => SinkError::OffsetGap {
-                topic,
-                partition,
-                stored,
-                log_start,
-            },
-            // Reported out of range, yet every position is inside its log again: say so
-            // rather than guess which partition it was.
-            None => SinkError::Kafka(KafkaError::Client(
-                strikeflow_kafka::rdkafka::error::KafkaError::MessageConsumption(
-                    strikeflow_kafka::rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
-                ),
-            )),
+    /// After the consumer reported that a read position fell out of range (records expired
+    /// before the sink read them: a sink lagging behind retention), checks every assigned
+    /// partition's stored offset against its log start, as at assignment: each gap is
+    /// logged and counted, and the first returned as [`SinkError::OffsetGap`] with the
+    /// offset stored in `sink_offsets`. `None` when no stored offset is below its log start
+    /// (a partition never stored is read from its beginning, which is no gap).
+    pub(crate) async fn expired(
+        &self,
+        client: &Client,
+        consumer_name: &str,
+    ) -> Result<Option<SinkError>, SinkError> {
+        let stored = offsets::load(client, consumer_name).await?;
+        let assigned: Vec<(String, i32)> = self.assigned.iter().cloned().collect();
+        match self.starts(&assigned, &stored).await {
+            Ok(_) => Ok(None),
+            Err(gap @ SinkError::OffsetGap { .. }) => Ok(Some(gap)),
+            Err(e) => Err(e),
         }
     }
 

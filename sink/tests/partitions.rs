@@ -207,3 +207,122 @@ async fn a_stored_offset_below_the_log_start_stops_the_sink_with_a_metric() {
         .get(0);
     assert_eq!(next, 2, "the stored offset is left for the operator");
 }
+
+/// Publishes `n` ticks (seconds `from..from + n` of token 1) to partition 0 of `topic`.
+async fn publish_ticks(outbox: &mut Outbox, topic: &str, from: i64, n: i64) {
+    for second in from..from + n {
+        let payload = encode(&tick(1, second)).unwrap();
+        outbox
+            .send_record(
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("x")
+                    .payload(&payload),
+            )
+            .unwrap();
+    }
+    outbox.flush().await.unwrap();
+}
+
+// One thread, so the recorder installed for this thread sees what the sink counts.
+#[tokio::test(flavor = "current_thread")]
+async fn records_expiring_while_the_sink_lags_stop_it_with_a_metric() {
+    const BACKLOG: i64 = 150_000;
+    let mut config = sandbox("sinklag").await;
+    config.settings.batch_rows = 1_000;
+    let ticks = config.kafka.topics.ticks();
+    let db = connect(&config.database_url).await;
+    let mut outbox = Outbox::connect(&config.kafka.brokers).unwrap();
+    publish_ticks(&mut outbox, &ticks, 0, 10).await;
+
+    let counters = Counters::default();
+    let _guard = metrics::set_default_local_recorder(&counters);
+    let sink = tokio::spawn(strikeflow_sink::run(
+        config.clone(),
+        CancellationToken::new(),
+    ));
+    eventually(
+        "the first ticks stored",
+        Duration::from_secs(30),
+        || async { (count(&db, "SELECT count(*) FROM ticks").await == 10).then_some(()) },
+    )
+    .await;
+
+    // The sink lags: its next batch waits for the test's lock on ticks while a backlog far
+    // larger than its read-ahead (two batches) arrives, and then expires unread.
+    let blocker = connect(&config.database_url).await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE ticks IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    publish_ticks(&mut outbox, &ticks, 10, BACKLOG).await;
+    eventually(
+        "the sink waiting for the lock",
+        Duration::from_secs(30),
+        || async {
+            let waiting: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'strikeflow sink sink' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (waiting == 1).then_some(())
+        },
+    )
+    .await;
+    let end = 10 + BACKLOG;
+    let mut expire = TopicPartitionList::new();
+    expire
+        .add_partition_offset(&ticks, 0, Offset::Offset(end))
+        .unwrap();
+    admin(&config.kafka.brokers)
+        .delete_records(
+            &expire,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("deleting records");
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+
+    let error = tokio::time::timeout(Duration::from_secs(120), sink)
+        .await
+        .expect("the sink stops within 120 s")
+        .unwrap()
+        .expect_err("records expiring unread stop the sink");
+    let next: i64 = db
+        .query_one(
+            "SELECT next_offset FROM sink_offsets WHERE topic = $1",
+            &[&ticks],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    match &error {
+        SinkError::OffsetGap {
+            topic,
+            partition,
+            stored,
+            log_start,
+        } => assert_eq!(
+            (topic.as_str(), *partition, *stored, *log_start),
+            (ticks.as_str(), 0, next, end)
+        ),
+        other => panic!("expected an offset gap, got {other}"),
+    }
+    assert!(
+        (10..end).contains(&next),
+        "the sink stored what it had read ahead ({next}), not the expired rest"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ticks").await,
+        next,
+        "every record before the stored offset is stored, once"
+    );
+    assert_eq!(
+        counters.get(&format!("sink_offset_gaps_total,topic={ticks}")),
+        1
+    );
+}
