@@ -54,8 +54,9 @@ pub(crate) enum Command {
 /// How `migrate` treats the database (see docs/migrations.md).
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
-    /// Convert this database to TimescaleDB: ticks and bars_1m become compressed hypertables
-    /// with retention, bars_3m .. bars_1d continuous aggregates. For a database created
+    /// Convert this database to TimescaleDB: ticks, bars_1m, late_ticks and the analytics
+    /// tables become compressed hypertables with retention, bars_3m .. bars_1d and
+    /// chain_summary_1m continuous aggregates. For a database created
     /// before the server had TimescaleDB (a fresh one uses it by itself). Moves every row and
     /// locks the tables while it does, so stop the sinks first. Fails unless TimescaleDB is
     /// available and in shared_preload_libraries.

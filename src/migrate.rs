@@ -43,6 +43,24 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "analyst_functions",
         include_str!("../migrations/0005_analyst_functions.sql"),
     ),
+    (
+        6,
+        "analytics_timescale",
+        include_str!("../migrations/0006_analytics_timescale.sql"),
+    ),
+];
+
+/// The tables the TimescaleDB layer makes hypertables, as `strikeflow_hypertables()` of
+/// migration 6 lists them (a test keeps the two equal). The layer is complete when all of
+/// them are hypertables; `instrument_history` and the other master tables stay plain.
+pub const HYPERTABLES: [&str; 7] = [
+    "ticks",
+    "bars_1m",
+    "strike_analytics",
+    "chain_analytics",
+    "moneyness_points",
+    "indicator_values",
+    "late_ticks",
 ];
 
 /// The advisory lock `migrate` holds while it runs (per database), so two stages starting at
@@ -79,15 +97,19 @@ impl Default for MigrateOptions<'static> {
 /// Whether `migrate` uses TimescaleDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimescaleMode {
-    /// When it is loadable as migration 4 applies (a new database); a database already
-    /// migrated stays as it is, because converting moves every row and locks the tables, so
-    /// it is never done implicitly ([`MigrationReport::timescale_convertible`] says when
+    /// When it is loadable as migration 4 applies (a new database; migration 6 completes
+    /// the layer while its tables are still empty); a database already migrated stays as it
+    /// is, because converting moves every row and locks the tables, so it is never done
+    /// implicitly ([`MigrationReport::timescale_convertible`] says when
     /// [`TimescaleMode::Convert`] could).
     #[default]
     Auto,
-    /// Convert now (`strikeflow migrate --timescale`): hypertables, compression, retention,
-    /// continuous aggregates, for a database that gained TimescaleDB after it was created.
-    /// Fails when the extension cannot be loaded.
+    /// Convert now (`strikeflow migrate --timescale`): every table of [`HYPERTABLES`] a
+    /// hypertable with compression and retention, the rollups and `chain_summary_1m`
+    /// continuous aggregates, for a database that gained TimescaleDB after it was created
+    /// or was converted before migration 6. Keeps retentions already set (calls
+    /// `strikeflow_enable_timescaledb()` with no arguments). Fails when the extension
+    /// cannot be loaded.
     Convert,
     /// Keep plain tables and views even where TimescaleDB loads (`--no-timescale`), for
     /// a new database; it does not undo a conversion.
@@ -160,7 +182,10 @@ pub struct MigrationReport {
     pub checksums_recorded: Vec<i32>,
     /// TimescaleDB on this server and database.
     pub timescaledb: ExtensionStatus,
-    /// Whether `ticks` and `bars_1m` are hypertables (the TimescaleDB layer is in use).
+    /// Whether every table of [`HYPERTABLES`] is a hypertable (the TimescaleDB layer is in
+    /// use and complete). False for a database converted before migration 6 whose analytics
+    /// tables held rows when it was applied: migration 6 does not move rows implicitly, and
+    /// [`MigrationReport::timescale_convertible`] then asks for `--timescale`.
     pub hypertables: bool,
 }
 
@@ -353,17 +378,18 @@ async fn run(
     }
     let hypertables = match timescaledb {
         ExtensionStatus::Installed { .. } => {
+            let names: Vec<&str> = HYPERTABLES.to_vec();
             let n: i64 = client
                 .query_one(
                     "SELECT count(*) FROM timescaledb_information.hypertables
                      WHERE hypertable_schema = current_schema()
-                       AND hypertable_name IN ('ticks', 'bars_1m')",
-                    &[],
+                       AND hypertable_name::text = ANY ($1)",
+                    &[&names],
                 )
                 .await
                 .map_err(db("listing hypertables"))?
                 .get(0);
-            n == 2
+            n == HYPERTABLES.len() as i64
         }
         _ => false,
     };

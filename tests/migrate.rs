@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use strikeflow::migrate::{
     checksum, detect_extension, migrate_database, migrate_database_with, ExtensionStatus,
-    MigrateError, MigrateOptions, TimescaleMode, MIGRATIONS, MIGRATION_LOCK_KEY,
+    MigrateError, MigrateOptions, TimescaleMode, HYPERTABLES, MIGRATIONS, MIGRATION_LOCK_KEY,
 };
 use tokio_postgres::{Client, NoTls};
 
@@ -280,4 +280,122 @@ async fn detection_requires_loadable_not_only_available() {
         );
         assert!(message.contains("shared_preload_libraries"), "{message}");
     }
+}
+
+#[tokio::test]
+async fn migration_6_lists_the_layer_once_and_summarises_chains_already_stored() {
+    let db = FreshDb::new("upgrade6").await;
+    // A database of the release before 0006, holding chain rows.
+    let before_0006: Vec<_> = MIGRATIONS.iter().copied().filter(|m| m.0 < 6).collect();
+    let options = MigrateOptions {
+        migrations: &before_0006,
+        ..MigrateOptions::default()
+    };
+    migrate_database_with(&db.url, &options)
+        .await
+        .expect("migrate 0001-0005");
+    let client = connect(&db.url).await;
+    // Two minutes of one chain: 10:00:05 and 10:00:40 (the later one has no PCR), 10:01:10.
+    client
+        .batch_execute(
+            "INSERT INTO chain_analytics (underlying, expiry, ts, minute_close, time_to_expiry,
+                 reference_price, reference_kind, atm_strike, pcr_oi, max_pain, total_ce_oi, total_pe_oi)
+             VALUES ('NIFTY', '2026-12-08', '2026-12-02 10:00:05+05:30', false, 0.02, 24010, 'FUTURE', 24000, 0.9, 23900, 100, 90),
+                    ('NIFTY', '2026-12-08', '2026-12-02 10:00:40+05:30', false, 0.02, 24040, 'SPOT', 24050, NULL, 23950, 110, 95),
+                    ('NIFTY', '2026-12-08', '2026-12-02 10:01:10+05:30', true, 0.02, 24020, 'FUTURE', 24000, 1.1, 24000, 120, 132)",
+        )
+        .await
+        .expect("inserting chain rows");
+
+    let report = migrate_database(&db.url).await.expect("migrate 0006");
+    assert_eq!(report.applied, [6]);
+    assert!(!report.hypertables);
+
+    // The layer's table list is the runner's, and 0006 replaced 0004's
+    // strikeflow_enable_timescaledb(interval, interval) instead of overloading it (the
+    // runner calls it without arguments, which two overloads would make ambiguous).
+    let listed: Vec<String> = client
+        .query("SELECT name FROM strikeflow_hypertables()", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(listed, HYPERTABLES);
+    let signatures: Vec<String> = client
+        .query(
+            "SELECT oid::regprocedure::text || ' defaults ' || pronargdefaults FROM pg_proc
+             WHERE proname = 'strikeflow_enable_timescaledb'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        signatures,
+        ["strikeflow_enable_timescaledb(interval,interval,interval,interval,interval,interval,interval) defaults 7"]
+    );
+
+    // chain_summary_1m is a view here, indexed for its minute filter, and summarises the
+    // rows stored before it existed: per minute the last emission's values (a NULL there
+    // stays NULL) and the count.
+    let kind: String = client
+        .query_one(
+            "SELECT relkind::text FROM pg_class WHERE oid = 'chain_summary_1m'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "v");
+    let rows: Vec<String> = client
+        .query(
+            "SELECT to_char(minute AT TIME ZONE 'Asia/Kolkata', 'HH24:MI:SS') || ' '
+                    || to_char(last_ts AT TIME ZONE 'Asia/Kolkata', 'HH24:MI:SS') || ' '
+                    || emissions || ' ' || coalesce(pcr_oi::text, 'NULL') || ' ' || max_pain
+                    || ' ' || atm_strike || ' ' || reference_kind || ' ' || total_ce_oi || ' '
+                    || total_pe_oi
+             FROM chain_summary_1m
+             WHERE underlying = 'NIFTY' AND expiry = '2026-12-08'
+               AND minute >= '2026-12-02 10:00:00+05:30' AND minute < '2026-12-02 10:05:00+05:30'
+             ORDER BY minute",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "10:00:00 10:00:40 2 NULL 23950 24050 SPOT 110 95",
+            "10:01:00 10:01:10 1 1.1 24000 24000 FUTURE 120 132"
+        ]
+    );
+    // Three rows are read fastest by a sequential scan; without it the plan shows whether
+    // the minute range can be an index condition.
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN (COSTS OFF) SELECT * FROM chain_summary_1m
+             WHERE underlying = 'NIFTY' AND expiry = '2026-12-08'
+               AND minute >= '2026-12-02 10:00:00+05:30' AND minute < '2026-12-02 10:05:00+05:30'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("chain_analytics_minute_idx") && plan.contains("date_bin"),
+        "the minute range is an index condition:\n{plan}"
+    );
 }

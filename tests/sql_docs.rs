@@ -195,6 +195,32 @@ impl Published {
         })
     }
 
+    /// The chain's minutes in [09:15, 15:30) IST as chain_summary_1m defines them, from
+    /// the chains.v1 records: per minute (UTC minutes, which are IST minutes), the number
+    /// of emissions and the last one.
+    fn chain_summary(&self) -> Vec<(i64, i64, &ChainAnalytics)> {
+        let mut minutes: BTreeMap<i64, (i64, &ChainAnalytics)> = BTreeMap::new();
+        for c in &self.chains {
+            let minute = c.ts.div_euclid(MINUTE) * MINUTE;
+            if c.underlying != UNDERLYING
+                || c.expiry != self.expiry
+                || minute < ist(9, 15)
+                || minute >= ist(15, 30)
+            {
+                continue;
+            }
+            let (n, last) = minutes.entry(minute).or_insert((0, c));
+            *n += 1;
+            if c.ts > last.ts {
+                *last = c;
+            }
+        }
+        minutes
+            .into_iter()
+            .map(|(minute, (n, last))| (minute, n, last))
+            .collect()
+    }
+
     fn moneyness(&self, bucket: &str, side: OptionSide) -> Vec<&MoneynessPoint> {
         let mut points: Vec<_> = self
             .moneyness
@@ -439,6 +465,41 @@ fn expected(p: &Published, title: &str) -> Vec<Vec<V>> {
                 ]
             })
             .collect(),
+        "11" => p
+            .chain_summary()
+            .into_iter()
+            .map(|(minute, n, c)| {
+                vec![
+                    V::Ts(minute),
+                    V::Ts(c.ts),
+                    V::I(n),
+                    f(c.spot),
+                    V::F(c.atm_strike),
+                    f(c.pcr_oi),
+                    f(c.pcr_volume),
+                    f(c.max_pain),
+                    f(c.atm_iv),
+                ]
+            })
+            .collect(),
+        "12" => {
+            let minutes = p.chain_summary();
+            let mut rows = Vec::new();
+            let mut previous: Option<&ChainAnalytics> = None;
+            for (minute, _, c) in minutes {
+                // lag() is the previous row of the result, whatever minute it was.
+                let change =
+                    |now: Option<f64>, then: Option<f64>| f(now.zip(then).map(|(n, t)| n - t));
+                rows.push(vec![
+                    V::Ts(minute),
+                    i(previous.map(|b| c.total_ce_oi - b.total_ce_oi)),
+                    i(previous.map(|b| c.total_pe_oi - b.total_pe_oi)),
+                    change(c.pcr_oi, previous.and_then(|b| b.pcr_oi)),
+                ]);
+                previous = Some(c);
+            }
+            rows
+        }
         _ => panic!("docs/sql.md block {title:?} has no check in tests/sql_docs.rs"),
     }
 }

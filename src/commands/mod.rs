@@ -50,7 +50,7 @@ async fn migrate(config: &Config, args: MigrateArgs) -> Result<()> {
         .await
         .with_context(|| format!("migrating the database at {}", redact(&config.database.url)))?;
     let layer = if report.hypertables {
-        "ticks and bars_1m are hypertables"
+        "ticks, bars_1m and the analytics tables are hypertables"
     } else {
         "plain tables, rollups are views"
     };
