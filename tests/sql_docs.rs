@@ -20,10 +20,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{NaiveDate, TimeZone};
-use common::{group_progress, last_per_key, records, wait_until_stored, Sandbox};
+use common::{last_per_key, records, wait_processed, wait_until_stored, Sandbox};
 use strikeflow_ingest::SimulatorConfig;
 use strikeflow_schemas::{
     days_from_date, Bar, BuildUp, ChainAnalytics, IndicatorPoint, Instrument, MoneynessPoint,
@@ -538,20 +538,7 @@ async fn every_docs_sql_query_matches_the_topics() {
         .expect("simulation");
     assert_eq!(report.ticks, TICKS);
 
-    let group = config.processor.group_id.clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (done, end) = group_progress(&brokers, &group, &topics.ticks());
-        if done == end && end > 0 {
-            break;
-        }
-        assert!(!processor.is_finished(), "the processor stopped early");
-        assert!(
-            Instant::now() < deadline,
-            "processors committed {done} of {end} ticks"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_processed(&config, &processor).await;
 
     let instruments = last_per_key(
         records::<Instrument>(&brokers, &topics.instruments()),

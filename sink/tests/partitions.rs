@@ -139,18 +139,7 @@ async fn a_stored_offset_below_the_log_start_stops_the_sink_with_a_metric() {
     let ticks = config.kafka.topics.ticks();
     let db = connect(&config.database_url).await;
     let mut outbox = Outbox::connect(&config.kafka.brokers).unwrap();
-    for second in 0..10 {
-        let payload = encode(&tick(1, second)).unwrap();
-        outbox
-            .send_record(
-                FutureRecord::to(&ticks)
-                    .partition(0)
-                    .key("x")
-                    .payload(&payload),
-            )
-            .unwrap();
-    }
-    outbox.flush().await.unwrap();
+    publish_ticks(&mut outbox, &ticks, 0, 10).await;
     // The sink stored up to offset 2, then went away; records before 5 expired meanwhile.
     db.execute(
         "INSERT INTO sink_offsets (consumer, topic, partition, next_offset) VALUES ('sink', $1, 0, 2)",

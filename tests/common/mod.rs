@@ -280,6 +280,28 @@ pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
 
 /// How many records of `topic` the consumer group `group` has committed, summed over
 /// partitions, and how many there are (end offsets); equal once the group is caught up.
+/// Waits until the processor group of `config` has committed every record of the ticks
+/// topic (so every output transaction is closed), while `processor` runs; panics after 60 s
+/// or when it stopped early.
+pub(crate) async fn wait_processed<T>(config: &Config, processor: &tokio::task::JoinHandle<T>) {
+    let brokers = &config.kafka.brokers;
+    let group = &config.processor.group_id;
+    let ticks = config.topics().ticks();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (done, end) = group_progress(brokers, group, &ticks);
+        if done == end && end > 0 {
+            return;
+        }
+        assert!(!processor.is_finished(), "the processor stopped early");
+        assert!(
+            Instant::now() < deadline,
+            "processors committed {done} of {end} ticks"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub(crate) fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i64) {
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
     use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};

@@ -3,7 +3,7 @@
 //! Shared by the tests that store a session: cleanly, and under faults.
 
 use std::fmt::Debug;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use strikeflow::Config;
 use strikeflow_ingest::SimulatorConfig;
@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Row};
 use tokio_util::sync::CancellationToken;
 
-use super::{group_progress, last_per_key, read_all, records, Record, Sandbox};
+use super::{last_per_key, read_all, records, Record, Sandbox};
 
 /// Ticks of a session: the pinned 12-instrument market of tests/pipeline.rs at 100 ms per
 /// tick is ~10 minutes of event time, so every output topic (moneyness and indicators need
@@ -75,21 +75,7 @@ pub(crate) async fn publish(config: &Config, processor: &JoinHandle<impl Sized>)
     }
     outbox.flush().await.expect("replayed ticks delivered");
 
-    let group = config.processor.group_id.clone();
-    let ticks_topic = topics.ticks();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (done, end) = group_progress(&brokers, &group, &ticks_topic);
-        if done == end && end > 0 {
-            break;
-        }
-        assert!(!processor.is_finished(), "the processor stopped early");
-        assert!(
-            Instant::now() < deadline,
-            "processors committed {done} of {end} ticks"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    super::wait_processed(config, processor).await;
 }
 
 /// Event-time markers (no key) and spot reference copies are not ticks.
