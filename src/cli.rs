@@ -224,6 +224,10 @@ pub(crate) struct TokenArgs {
     /// Channel patterns the token may subscribe to (e.g. "bars.*"); none means all.
     #[arg(long = "channel")]
     pub(crate) channels: Vec<String>,
+    /// Revoke the token with this `jti` (in Redis, for every push node) instead of minting
+    /// one; the revocation lasts `--ttl-secs` (make it at least the token's remaining life).
+    #[arg(long, value_name = "JTI", conflicts_with = "channels")]
+    pub(crate) revoke: Option<String>,
 }
 
 impl SimulateArgs {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use strikeflow_ingest::{SimulateConfig, SimulatorConfig};
 use strikeflow_kafka::KafkaConnection;
 use strikeflow_processors::{ProcessorConfig, ProcessorSettings};
-use strikeflow_push::{PushConfig, PushSettings};
+use strikeflow_push::{AuthSettings, PushConfig, PushSettings};
 use strikeflow_schemas::Topics;
 use strikeflow_sink::{SinkConfig, SinkSettings};
 
@@ -35,10 +35,11 @@ pub struct Config {
     pub kafka: KafkaSection,
     /// PostgreSQL / TimescaleDB.
     pub database: DatabaseSection,
-    /// Redis (latest-value snapshots for the push stage).
+    /// Redis (push: latest-value snapshots, revoked tokens, per-user connection counts).
     pub redis: RedisSection,
-    /// Token signing for the WebSocket API.
-    pub auth: AuthSection,
+    /// Token keys and claim requirements for the WebSocket API (push verifies, `token`
+    /// mints).
+    pub auth: AuthSettings,
     /// Logs and metrics.
     pub telemetry: TelemetrySection,
     /// The simulator used by `ingest simulate` and `run`.
@@ -89,7 +90,8 @@ impl Default for DatabaseSection {
     }
 }
 
-/// `[redis]`: where push keeps the latest value of each channel for new subscribers.
+/// `[redis]`: where push keeps the latest value of each channel for new subscribers, the
+/// revoked token ids and each user's connections across push nodes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSection {
@@ -101,23 +103,6 @@ impl Default for RedisSection {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:16379".into(),
-        }
-    }
-}
-
-/// `[auth]`: the secret client tokens are signed with, shared by `push` and `token`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSection {
-    /// HS256 secret for client tokens (env `STRIKEFLOW_JWT_SECRET`). The default is for
-    /// local development only.
-    pub jwt_secret: String,
-}
-
-impl Default for AuthSection {
-    fn default() -> Self {
-        Self {
-            jwt_secret: PushConfig::default().jwt_secret,
         }
     }
 }
@@ -249,7 +234,7 @@ impl Config {
             kafka: self.kafka_connection(),
             database_url: self.database.url.clone(),
             redis_url: self.redis.url.clone(),
-            jwt_secret: self.auth.jwt_secret.clone(),
+            auth: self.auth.clone(),
             settings: self.push.clone(),
         }
     }

@@ -2,18 +2,17 @@
 //! ([`PushSettings`], the `[push]` section of the configuration file).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use strikeflow_kafka::KafkaConnection;
 
+use crate::auth::{AuthSettings, DEV_JWT_SECRET};
 use crate::PushError;
 
-/// The development secret; anything public-facing must override it.
-pub(crate) const DEV_JWT_SECRET: &str = "strikeflow-dev-secret-change-me";
-
-/// Push's tuning, as written in the `[push]` section. Connection settings and the JWT secret
-/// are not here (they are shared with other stages; see [`PushConfig`]); every missing key
-/// takes its default, and an unknown key is an error, so a misspelt setting is reported
+/// Push's tuning, as written in the `[push]` section. Connection settings and the token
+/// keys are not here (they are shared with other stages; see [`PushConfig`]); every missing
+/// key takes its default, and an unknown key is an error, so a misspelt setting is reported
 /// instead of silently ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +25,27 @@ pub struct PushSettings {
     /// Seconds between server WebSocket pings (default 15); a client silent for two
     /// intervals is closed.
     pub ping_interval_secs: u64,
+    /// WebSocket connections this node serves at once (default 50000); more are refused
+    /// with HTTP 503.
+    pub max_connections: usize,
+    /// Connections one token subject (`sub`) may hold across every push node sharing the
+    /// Redis (default 20); more are refused with HTTP 429 or close code 4009.
+    pub max_connections_per_user: usize,
+    /// Channels one connection may subscribe to at once (default 256).
+    pub max_subscriptions: usize,
+    /// Client requests per second a connection may sustain (default 50) ...
+    pub ops_per_sec: u32,
+    /// ... with bursts of up to this many (default 300); beyond, close code 4029.
+    pub ops_burst: u32,
+    /// Largest client message in bytes (default 65536); larger ones close the connection
+    /// with 1009.
+    pub max_frame_bytes: usize,
+    /// Seconds a client that upgraded without a token has to send its `auth` message
+    /// (default 10); then close code 4004.
+    pub auth_timeout_secs: u64,
+    /// Seconds a client has to send a complete HTTP request head, including the WebSocket
+    /// upgrade request (default 10); a slower client is disconnected.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for PushSettings {
@@ -34,45 +54,76 @@ impl Default for PushSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             client_queue: 1024,
             ping_interval_secs: 15,
+            max_connections: 50_000,
+            max_connections_per_user: 20,
+            max_subscriptions: 256,
+            ops_per_sec: 50,
+            ops_burst: 300,
+            max_frame_bytes: 64 * 1024,
+            auth_timeout_secs: 10,
+            header_timeout_secs: 10,
         }
     }
 }
+
+/// Smallest `max_frame_bytes`: a refresh carries a whole JWT.
+const MIN_FRAME_BYTES: usize = 4 * 1024;
+/// Largest `max_frame_bytes`: client requests are small JSON objects.
+const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 impl PushSettings {
     /// Checks the values before anything binds or connects, so a bad file fails at once
     /// with the key named (`push.<key>: <reason>`).
     pub fn validate(&self) -> Result<(), PushError> {
-        if self.client_queue == 0 {
-            return Err(PushError::Config {
-                key: "push.client_queue",
-                reason: "must be at least 1",
-            });
+        let at_least_one = [
+            ("push.client_queue", self.client_queue as u64),
+            ("push.ping_interval_secs", self.ping_interval_secs),
+            ("push.max_connections", self.max_connections as u64),
+            (
+                "push.max_connections_per_user",
+                self.max_connections_per_user as u64,
+            ),
+            ("push.max_subscriptions", self.max_subscriptions as u64),
+            ("push.ops_per_sec", u64::from(self.ops_per_sec)),
+            ("push.ops_burst", u64::from(self.ops_burst)),
+            ("push.auth_timeout_secs", self.auth_timeout_secs),
+            ("push.header_timeout_secs", self.header_timeout_secs),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(PushError::config(key, "must be at least 1"));
+            }
         }
-        if self.ping_interval_secs == 0 {
-            return Err(PushError::Config {
-                key: "push.ping_interval_secs",
-                reason: "must be at least 1",
-            });
+        if !(MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&self.max_frame_bytes) {
+            return Err(PushError::config(
+                "push.max_frame_bytes",
+                "must be between 4096 and 16777216",
+            ));
         }
         Ok(())
     }
+
+    /// The server ping period.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
 }
 
-/// Everything push needs to run: the shared connection settings, the token secret and its
+/// Everything push needs to run: the shared connection settings, the token keys and its
 /// own tuning. Built by the binary from `[kafka]`, `[database]`, `[redis]`, `[auth]` and
-/// `[push]`; not read from a file as a whole. Push logs a warning when it runs with the
-/// development secret.
+/// `[push]`; not read from a file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushConfig {
     /// Brokers and the topic names to read instruments, ticks and bars from.
     pub kafka: KafkaConnection,
     /// PostgreSQL URL; only checked by `/readyz` so operators see the whole pipeline's health.
     pub database_url: String,
-    /// Redis URL; Redis holds the latest bar per channel for new subscribers.
+    /// Redis URL: the latest bar per channel for new subscribers, revoked token ids and
+    /// the per-user connection count shared by every push node.
     pub redis_url: String,
-    /// HS256 secret that client JWTs must be signed with (`[auth] jwt_secret`).
-    pub jwt_secret: String,
-    /// Listener and per-client tuning.
+    /// Token keys and claim requirements (`[auth]`).
+    pub auth: AuthSettings,
+    /// Listener, limits and per-client tuning.
     pub settings: PushSettings,
 }
 
@@ -83,22 +134,53 @@ impl Default for PushConfig {
             kafka: KafkaConnection::default(),
             database_url: "postgres://strikeflow@127.0.0.1:15432/strikeflow".to_owned(),
             redis_url: "redis://127.0.0.1:16379".to_owned(),
-            jwt_secret: DEV_JWT_SECRET.to_owned(),
+            auth: AuthSettings::default(),
             settings: PushSettings::default(),
         }
     }
 }
 
 impl PushConfig {
-    /// Checks the secret and the settings (see [`PushSettings::validate`]).
+    /// Checks the keys (see [`AuthSettings::validate`]), the settings (see
+    /// [`PushSettings::validate`]) and that a listener reachable from other hosts is not
+    /// protected by the development secret or a short HMAC secret.
     pub fn validate(&self) -> Result<(), PushError> {
-        if self.jwt_secret.is_empty() {
-            return Err(PushError::Config {
-                key: "auth.jwt_secret",
-                reason: "must not be empty",
-            });
+        self.settings.validate()?;
+        self.auth.validate()?;
+        self.check_exposure()
+    }
+
+    /// Refuse the development secret, or an HMAC secret shorter than 32 bytes, on any
+    /// address but loopback: anyone who can reach the port could mint tokens.
+    fn check_exposure(&self) -> Result<(), PushError> {
+        let listen = self.settings.listen;
+        if listen.ip().is_loopback() {
+            return Ok(());
         }
-        self.settings.validate()
+        let secret = &self.auth.jwt_secret;
+        if secret == DEV_JWT_SECRET {
+            return Err(PushError::config(
+                "auth.jwt_secret",
+                format!(
+                    "push listens on {listen}, which is not loopback, with the published \
+                     development secret; set STRIKEFLOW_JWT_SECRET to a random secret of at \
+                     least {} bytes",
+                    crate::auth::MIN_PUBLIC_SECRET
+                ),
+            ));
+        }
+        if !secret.is_empty() && secret.len() < crate::auth::MIN_PUBLIC_SECRET {
+            return Err(PushError::config(
+                "auth.jwt_secret",
+                format!(
+                    "push listens on {listen}, which is not loopback, and the HMAC secret is \
+                     {} bytes; it must be at least {}",
+                    secret.len(),
+                    crate::auth::MIN_PUBLIC_SECRET
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -141,7 +223,7 @@ mod tests {
     fn default_matches_dev_setup() {
         let config = PushConfig::default();
         assert_eq!(config.settings.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.jwt_secret, "strikeflow-dev-secret-change-me");
+        assert_eq!(config.auth.jwt_secret, "strikeflow-dev-secret-change-me");
         assert_eq!(config.kafka.brokers, "127.0.0.1:19092");
         assert_eq!(config.kafka.topics, Topics::default());
         assert_eq!(config.redis_url, "redis://127.0.0.1:16379");
@@ -164,15 +246,55 @@ mod tests {
                 .expect_err("invalid");
             assert!(error.to_string().starts_with(key), "{toml}: {error}");
         }
-        let config = PushConfig {
-            jwt_secret: String::new(),
-            ..PushConfig::default()
-        };
+        for (toml, key) in [
+            ("max_connections = 0", "push.max_connections: "),
+            (
+                "max_connections_per_user = 0",
+                "push.max_connections_per_user: ",
+            ),
+            ("max_subscriptions = 0", "push.max_subscriptions: "),
+            ("ops_per_sec = 0", "push.ops_per_sec: "),
+            ("ops_burst = 0", "push.ops_burst: "),
+            ("max_frame_bytes = 10", "push.max_frame_bytes: "),
+            ("auth_timeout_secs = 0", "push.auth_timeout_secs: "),
+            ("header_timeout_secs = 0", "push.header_timeout_secs: "),
+        ] {
+            let error = parse(toml)
+                .expect("parsed")
+                .validate()
+                .expect_err("invalid");
+            assert!(error.to_string().starts_with(key), "{toml}: {error}");
+        }
+        let mut config = PushConfig::default();
+        config.auth.jwt_secret = String::new();
         let error = config.validate().expect_err("an empty secret");
         assert!(
             error.to_string().starts_with("auth.jwt_secret: "),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_public_address_needs_a_real_secret() {
+        let public = |secret: &str, listen: &str| {
+            let mut config = PushConfig::default();
+            config.auth.jwt_secret = secret.to_owned();
+            config.settings.listen = listen.parse().expect("address");
+            config.validate()
+        };
+        // Loopback (v4 and v6) may use anything.
+        assert!(public(DEV_JWT_SECRET, "127.0.0.1:8080").is_ok());
+        assert!(public("short", "[::1]:8080").is_ok());
+        // Anywhere else: not the development secret, not under 32 bytes.
+        for listen in ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080"] {
+            let error = public(DEV_JWT_SECRET, listen).expect_err("dev secret");
+            let text = error.to_string();
+            assert!(text.starts_with("auth.jwt_secret: "), "{text}");
+            assert!(text.contains("development secret"), "{text}");
+            let error = public(&"x".repeat(31), listen).expect_err("31 bytes");
+            assert!(error.to_string().contains("31 bytes"), "{error}");
+            assert!(public(&"x".repeat(32), listen).is_ok());
+        }
     }
 
     #[test]

@@ -481,7 +481,8 @@ mod tests {
 
     fn setup() -> (FeedState, Arc<Hub>) {
         let hub = Arc::new(Hub::new());
-        let snapshots = Arc::new(SnapshotStore::new("redis://127.0.0.1:1", "").expect("url"));
+        let link = Arc::new(crate::redis_link::RedisLink::new("redis://127.0.0.1:1").expect("url"));
+        let snapshots = Arc::new(SnapshotStore::new(link, ""));
         (FeedState::new(hub.clone(), snapshots), hub)
     }
 

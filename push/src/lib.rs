@@ -16,18 +16,27 @@
 //! * [`queue`] is the per-client bounded queue: bars and ticks are ordered streams whose
 //!   overflow closes the client (4008 "slow consumer"); snapshot-like kinds (chain and
 //!   strike analytics, to come) conflate to the latest message per channel instead.
-//! * `server` is the axum router (`/healthz`, `/readyz`, `/ws`) and `session` one
+//! * `server` is the axum router (`/healthz`, `/readyz`, `/ws`) with authentication at the
+//!   upgrade, `http` the accept loop (with the request-head deadline), and `session` one
 //!   WebSocket connection.
+//! * [`auth`] verifies client tokens; [`limits`] and [`presence`] bound what one client,
+//!   one user and one node may hold, the per-user count and revoked token ids shared by
+//!   every push node through Redis ([`redis_link`]).
 //!
 //! Shutdown is threaded through explicitly with a [`CancellationToken`].
 
+mod admission;
 pub mod auth;
 mod config;
 pub mod feed;
+mod http;
 pub mod hub;
+pub mod limits;
+pub mod presence;
 pub mod protocol;
 pub mod queue;
 pub mod ready;
+pub mod redis_link;
 mod server;
 mod session;
 pub mod snapshot;
@@ -37,9 +46,9 @@ use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use config::DEV_JWT_SECRET;
+pub use auth::AuthSettings;
 pub use config::{PushConfig, PushSettings};
-pub use server::PushServer;
+pub use server::{PushServer, PROTOCOL_BEARER_PREFIX, PROTOCOL_JSON};
 
 /// Why the push stage could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +59,29 @@ pub enum PushError {
         /// The key, with its section (`push.client_queue`, `auth.jwt_secret`).
         key: &'static str,
         /// What is wrong with its value.
-        reason: &'static str,
+        reason: String,
+    },
+    /// A key file named in the configuration cannot be read.
+    #[error("{key}: cannot read {path}: {source}")]
+    KeyFile {
+        /// The setting naming the file (`auth.rs256_public_key_file`, …).
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configured key does not parse as the kind of key its setting expects.
+    #[error("{key}: {reason}: {source}")]
+    Key {
+        /// The setting (`auth.es256_public_key_file`, …).
+        key: &'static str,
+        /// What was expected.
+        reason: String,
+        /// The parser's error.
+        #[source]
+        source: jsonwebtoken::errors::Error,
     },
     /// The HTTP listener could not be bound.
     #[error("binding {addr}: {source}")]
@@ -60,9 +91,6 @@ pub enum PushError {
         /// What the operating system said.
         source: std::io::Error,
     },
-    /// The HTTP server failed while serving.
-    #[error("serving http: {0}")]
-    Serve(#[source] std::io::Error),
     /// A Kafka client could not be created.
     #[error(transparent)]
     Kafka(#[from] strikeflow_kafka::KafkaError),
@@ -80,6 +108,16 @@ pub enum PushError {
         /// The join error.
         source: tokio::task::JoinError,
     },
+}
+
+impl PushError {
+    /// A refused setting: `key: reason`.
+    pub(crate) fn config(key: &'static str, reason: impl Into<String>) -> PushError {
+        PushError::Config {
+            key,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl From<rdkafka::error::KafkaError> for PushError {

@@ -1,8 +1,10 @@
 //! The WebSocket wire protocol: JSON text frames.
 //!
 //! Client → server: `{"op":"subscribe","channel":"bars.NIFTY26DECFUT"}`,
-//! `{"op":"unsubscribe","channel":…}`, `{"op":"ping"}` and `{"op":"auth","token":…}` (in-band
-//! token refresh before expiry).
+//! `{"op":"unsubscribe","channel":…}`, `{"op":"ping"}` and `{"op":"auth","token":…}` (the
+//! first message of a client that upgraded without a token, or an in-band refresh before
+//! expiry). `docs/protocol.md` is the full description, with authentication, limits and
+//! close codes.
 //!
 //! Server → client: `{"type":"subscribed","channel":…}`, data
 //! `{"type":"bar"|"tick","channel":…,"seq":N,"data":{…,"tradingsymbol":…}}`,

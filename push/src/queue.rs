@@ -30,6 +30,18 @@ pub const CLOSE_PING_TIMEOUT: u16 = 4000;
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// Close code sent when the server shuts down ("going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code sent for a client message larger than `push.max_frame_bytes`.
+pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+/// Close code sent when a first `auth` message is missing or its token is refused.
+pub const CLOSE_UNAUTHORIZED: u16 = 4003;
+/// Close code sent when no `auth` message arrives within `push.auth_timeout_secs`.
+pub const CLOSE_AUTH_TIMEOUT: u16 = 4004;
+/// Close code sent when the token's `jti` is revoked (first `auth` or refresh).
+pub const CLOSE_TOKEN_REVOKED: u16 = 4005;
+/// Close code sent when a first `auth` message would exceed the per-user connection limit.
+pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 4009;
+/// Close code sent when a client exceeds its request rate.
+pub const CLOSE_RATE_LIMITED: u16 = 4029;
 
 /// Why a client's session is ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +54,12 @@ pub enum CloseReason {
     PingTimeout,
     /// The client's token expired.
     TokenExpired,
+    /// The client sent requests faster than `push.ops_per_sec` (beyond the burst).
+    RateLimited,
+    /// The client sent a message larger than `push.max_frame_bytes`.
+    MessageTooBig,
+    /// The client refreshed with a revoked token.
+    TokenRevoked,
     /// The client closed the socket or the connection broke: nothing more to send.
     PeerGone,
 }
@@ -54,6 +72,9 @@ impl CloseReason {
             CloseReason::SlowConsumer => Some((CLOSE_SLOW_CONSUMER, "slow consumer")),
             CloseReason::PingTimeout => Some((CLOSE_PING_TIMEOUT, "ping timeout")),
             CloseReason::TokenExpired => Some((CLOSE_TOKEN_EXPIRED, "token expired")),
+            CloseReason::RateLimited => Some((CLOSE_RATE_LIMITED, "too many requests")),
+            CloseReason::MessageTooBig => Some((CLOSE_MESSAGE_TOO_BIG, "message too big")),
+            CloseReason::TokenRevoked => Some((CLOSE_TOKEN_REVOKED, "token revoked")),
             CloseReason::PeerGone => None,
         }
     }
@@ -286,6 +307,43 @@ mod tests {
         assert_eq!(texts(q.pop_batch(1)), vec!["t1"]);
         assert_eq!(q.push("x2".into(), Some(&x)), Pushed::Conflated);
         assert_eq!(texts(q.pop_batch(10)), vec!["t2", "x2"]);
+    }
+
+    #[test]
+    fn every_close_code_is_documented() {
+        let docs = include_str!("../../docs/protocol.md");
+        for code in [
+            CLOSE_GOING_AWAY,
+            CLOSE_MESSAGE_TOO_BIG,
+            CLOSE_PING_TIMEOUT,
+            CLOSE_TOKEN_EXPIRED,
+            CLOSE_UNAUTHORIZED,
+            CLOSE_AUTH_TIMEOUT,
+            CLOSE_TOKEN_REVOKED,
+            CLOSE_SLOW_CONSUMER,
+            CLOSE_TOO_MANY_CONNECTIONS,
+            CLOSE_RATE_LIMITED,
+        ] {
+            assert!(
+                docs.contains(&format!("| {code} |")),
+                "close code {code} is not in docs/protocol.md"
+            );
+        }
+        for reason in [
+            CloseReason::Shutdown,
+            CloseReason::SlowConsumer,
+            CloseReason::PingTimeout,
+            CloseReason::TokenExpired,
+            CloseReason::RateLimited,
+            CloseReason::MessageTooBig,
+            CloseReason::TokenRevoked,
+        ] {
+            let (code, text) = reason.close_frame().expect("a close frame");
+            assert!(
+                docs.contains(&format!("| {code} | `{text}` |")),
+                "{code} {text:?} is not in docs/protocol.md"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! `/readyz`: can push reach Kafka, PostgreSQL and Redis right now?
+//! `/readyz`: can push serve, and is each dependency reachable?
 //!
-//! Each check has its own time limit and they run concurrently, so a dead dependency makes
-//! the probe answer 503 within about two seconds instead of hanging the orchestrator's
-//! request. PostgreSQL is not used by push itself; it is checked so one probe tells an
-//! operator whether the dashboards' whole backend is healthy.
+//! Only Kafka makes push unready (503): without it there is no data. Redis down makes it
+//! `degraded` (snapshots, revocation and the cross-node user limit wait; push still
+//! serves), and PostgreSQL, which push does not use, is reported so one probe shows the
+//! dashboards' whole backend, `degraded` when it is down. Checks run concurrently, each with
+//! its own time limit, and a report is reused for [`CACHE_FOR`], so probes stay cheap
+//! however often an orchestrator (or an attacker) asks.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,74 +13,125 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde::Serialize;
+use tokio::time::Instant;
 
-use crate::snapshot::SnapshotStore;
+use crate::redis_link::RedisLink;
 
 /// Time limit of each dependency check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a report is served before the dependencies are asked again.
+pub const CACHE_FOR: Duration = Duration::from_secs(1);
 
-/// Outcome of one readiness probe: `"ok"` or the error, per dependency.
+/// What push can do right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyStatus {
+    /// Every dependency answered.
+    Ok,
+    /// Push serves, but an optional dependency (Redis, PostgreSQL) is down.
+    Degraded,
+    /// Push cannot serve data: Kafka is unreachable.
+    Unready,
+}
+
+/// Outcome of one readiness probe: the overall status, then `"ok"` or the error per
+/// dependency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReadyReport {
-    /// Kafka metadata fetch.
+    /// Overall: `ok`, `degraded` or `unready` (the only one answered with 503).
+    pub status: ReadyStatus,
+    /// Kafka metadata fetch (required).
     pub kafka: String,
-    /// PostgreSQL `select 1`.
-    pub postgres: String,
-    /// Redis `PING`.
+    /// Redis `PING` (optional: degraded when down).
     pub redis: String,
+    /// PostgreSQL `select 1` (not used by push: degraded when down).
+    pub postgres: String,
 }
 
 impl ReadyReport {
-    /// Whether every dependency answered.
-    pub fn all_ok(&self) -> bool {
-        self.kafka == "ok" && self.postgres == "ok" && self.redis == "ok"
+    /// The report of these check results.
+    pub fn new(kafka: String, redis: String, postgres: String) -> ReadyReport {
+        let status = if kafka != "ok" {
+            ReadyStatus::Unready
+        } else if redis != "ok" || postgres != "ok" {
+            ReadyStatus::Degraded
+        } else {
+            ReadyStatus::Ok
+        };
+        ReadyReport {
+            status,
+            kafka,
+            redis,
+            postgres,
+        }
+    }
+
+    /// Whether push can serve (`ok` or `degraded`).
+    pub fn is_ready(&self) -> bool {
+        self.status != ReadyStatus::Unready
     }
 }
 
-/// The three dependency checks, holding the connections they reuse between probes.
+/// The dependency checks, holding the connections they reuse between probes.
 pub struct Readiness {
     kafka: Arc<StreamConsumer>,
+    topic: String,
     postgres: tokio_postgres::Config,
     pg_client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
-    redis: Arc<SnapshotStore>,
+    redis: Arc<RedisLink>,
+    cached: tokio::sync::Mutex<Option<(Instant, ReadyReport)>>,
 }
 
 impl Readiness {
-    /// Checks using an existing Kafka client, a PostgreSQL configuration (connected lazily)
-    /// and the snapshot store's Redis connection.
+    /// Checks using an existing Kafka client (asking for the metadata of `topic` only), a
+    /// PostgreSQL configuration (connected lazily) and the shared Redis link.
     pub fn new(
         kafka: Arc<StreamConsumer>,
+        topic: String,
         mut postgres: tokio_postgres::Config,
-        redis: Arc<SnapshotStore>,
+        redis: Arc<RedisLink>,
     ) -> Readiness {
         postgres.connect_timeout(CHECK_TIMEOUT);
         Readiness {
             kafka,
+            topic,
             postgres,
             pg_client: tokio::sync::Mutex::new(None),
             redis,
+            cached: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Run all three checks concurrently.
+    /// The latest report if younger than [`CACHE_FOR`], else a fresh one. Concurrent probes
+    /// wait for the one check in flight instead of starting their own.
+    pub async fn report(&self) -> ReadyReport {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, report)) = cached.as_ref() {
+            if at.elapsed() < CACHE_FOR {
+                return report.clone();
+            }
+        }
+        let report = self.check().await;
+        *cached = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    /// Run all checks concurrently.
     pub async fn check(&self) -> ReadyReport {
         let (kafka, postgres, redis) = tokio::join!(
             limited(self.check_kafka()),
             limited(self.check_postgres()),
             limited(self.check_redis()),
         );
-        ReadyReport {
-            kafka,
-            postgres,
-            redis,
-        }
+        ReadyReport::new(kafka, redis, postgres)
     }
 
     async fn check_kafka(&self) -> Result<(), String> {
         let consumer = self.kafka.clone();
+        let topic = self.topic.clone();
         let metadata = tokio::task::spawn_blocking(move || {
             consumer
-                .fetch_metadata(None, CHECK_TIMEOUT)
+                .fetch_metadata(Some(&topic), CHECK_TIMEOUT)
                 .map(|m| m.brokers().len())
         })
         .await
@@ -134,21 +187,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn report_serialises_to_the_documented_shape() {
-        let ok = ReadyReport {
-            kafka: "ok".into(),
-            postgres: "ok".into(),
-            redis: "ok".into(),
-        };
-        assert!(ok.all_ok());
+    fn only_kafka_makes_push_unready() {
+        let ok = || "ok".to_owned();
+        let report = ReadyReport::new(ok(), ok(), ok());
+        assert_eq!(report.status, ReadyStatus::Ok);
         assert_eq!(
-            serde_json::to_value(&ok).expect("json"),
-            serde_json::json!({"kafka":"ok","postgres":"ok","redis":"ok"})
+            serde_json::to_value(&report).expect("json"),
+            serde_json::json!({"status":"ok","kafka":"ok","redis":"ok","postgres":"ok"})
         );
-        let bad = ReadyReport {
-            redis: "connection refused".into(),
-            ..ok
-        };
-        assert!(!bad.all_ok());
+        let redis_down = ReadyReport::new(ok(), "connection refused".into(), ok());
+        assert_eq!(redis_down.status, ReadyStatus::Degraded);
+        assert!(redis_down.is_ready());
+        let pg_down = ReadyReport::new(ok(), ok(), "timed out".into());
+        assert_eq!(pg_down.status, ReadyStatus::Degraded);
+        assert!(pg_down.is_ready());
+        let kafka_down = ReadyReport::new("no brokers".into(), ok(), ok());
+        assert_eq!(kafka_down.status, ReadyStatus::Unready);
+        assert!(!kafka_down.is_ready());
+        assert_eq!(
+            serde_json::to_value(&kafka_down).expect("json")["status"],
+            "unready"
+        );
     }
 }

@@ -18,15 +18,25 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, Claims};
+use crate::admission::{self, Refusal};
+use crate::auth::KeySet;
 use crate::feed::Feed;
 use crate::hub::Hub;
+use crate::limits::Limits;
+use crate::presence::Presence;
 use crate::ready::Readiness;
+use crate::redis_link::RedisLink;
+use crate::session::{self, Start};
 use crate::snapshot::SnapshotStore;
-use crate::{session, stats, PushConfig, PushError};
+use crate::{http, stats, PushConfig, PushError, PushSettings};
 
-/// Largest frame or message a client may send; requests are tiny JSON objects.
-pub(crate) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// The WebSocket subprotocol of the JSON protocol. A client offering it is selected with
+/// it; one offering it without a token in the request authenticates with a first `auth`
+/// message instead of being refused.
+pub const PROTOCOL_JSON: &str = "strikeflow.v1";
+/// Prefix of the subprotocol that carries the token (`bearer.<jwt>`), for browsers, which
+/// cannot set an `Authorization` header on a WebSocket. Never selected, never echoed.
+pub const PROTOCOL_BEARER_PREFIX: &str = "bearer.";
 /// Bytes tungstenite buffers per client before the writer must wait for the socket; with the
 /// client queue this bounds the memory a slow client can hold.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -35,9 +45,10 @@ const SESSION_DRAIN: Duration = Duration::from_secs(5);
 
 /// What every request handler and session shares.
 pub(crate) struct AppState {
-    pub(crate) jwt_secret: String,
-    pub(crate) client_queue: usize,
-    pub(crate) ping_interval: Duration,
+    pub(crate) keys: Arc<KeySet>,
+    pub(crate) settings: PushSettings,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) presence: Arc<Presence>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) snapshots: Arc<SnapshotStore>,
     pub(crate) readiness: Readiness,
@@ -54,8 +65,11 @@ pub struct PushServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: PushConfig,
+    keys: Arc<KeySet>,
+    redis: Arc<RedisLink>,
     hub: Arc<Hub>,
     snapshots: Arc<SnapshotStore>,
+    presence: Arc<Presence>,
     feed: Feed,
     postgres: tokio_postgres::Config,
 }
@@ -69,18 +83,19 @@ impl std::fmt::Debug for PushServer {
 }
 
 impl PushServer {
-    /// Validate the configuration (see [`PushConfig::validate`]), create the clients and
-    /// bind the listener.
+    /// Validate the configuration (see [`PushConfig::validate`]), load the token keys,
+    /// create the clients and bind the listener.
     ///
     /// Kafka, Redis and PostgreSQL are connected lazily (in `serve` and on first use), so a
     /// dependency that is down delays data, never start-up; `/readyz` reports it.
     pub async fn bind(config: PushConfig) -> Result<PushServer, PushError> {
         config.validate()?;
+        let keys = Arc::new(config.auth.load_keys()?);
         let postgres: tokio_postgres::Config = config.database_url.parse()?;
-        let snapshots = Arc::new(SnapshotStore::new(
-            &config.redis_url,
-            &config.kafka.topics.prefix,
-        )?);
+        let redis = Arc::new(RedisLink::new(&config.redis_url)?);
+        let namespace = &config.kafka.topics.prefix;
+        let snapshots = Arc::new(SnapshotStore::new(redis.clone(), namespace));
+        let presence = Arc::new(Presence::new(redis.clone(), namespace));
         let hub = Arc::new(Hub::new());
         let feed = Feed::new(
             &config.kafka.brokers,
@@ -98,16 +113,19 @@ impl PushServer {
             addr: config.settings.listen,
             source,
         })?;
-        if config.jwt_secret == crate::DEV_JWT_SECRET {
-            tracing::warn!("push is using the development JWT secret; set a real one outside dev");
+        if config.auth.jwt_secret == crate::auth::DEV_JWT_SECRET {
+            tracing::warn!("push is using the development JWT secret (allowed on loopback only)");
         }
         stats::describe();
         Ok(PushServer {
             listener,
             local_addr,
             config,
+            keys,
+            redis,
             hub,
             snapshots,
+            presence,
             feed,
             postgres,
         })
@@ -125,35 +143,44 @@ impl PushServer {
             listener,
             local_addr,
             config,
+            keys,
+            redis,
             hub,
             snapshots,
+            presence,
             feed,
             postgres,
         } = self;
         // A child, so an internal failure can stop push without cancelling the caller's token.
         let stop = shutdown.child_token();
         let (sessions_tx, mut sessions_rx) = mpsc::channel::<()>(1);
+        let settings = config.settings.clone();
+        let readiness = Readiness::new(
+            feed.live_consumer(),
+            config.kafka.topics.bars(),
+            postgres,
+            redis,
+        );
         let state = Arc::new(AppState {
-            jwt_secret: config.jwt_secret.clone(),
-            client_queue: config.settings.client_queue,
-            ping_interval: Duration::from_secs(config.settings.ping_interval_secs),
+            keys: keys.clone(),
+            limits: Limits::new(settings.max_connections, settings.max_connections_per_user),
+            settings,
+            presence: presence.clone(),
             hub,
             snapshots: snapshots.clone(),
-            readiness: Readiness::new(feed.live_consumer(), postgres, snapshots.clone()),
+            readiness,
             shutdown: stop.clone(),
             _sessions: sessions_tx,
         });
 
         let feed_task = tokio::spawn(feed.run(stop.clone()));
         let writer_task = tokio::spawn(snapshots.run_writer(stop.clone()));
+        let jwks_task = tokio::spawn(keys.watch_jwks(config.auth.jwks_reload(), stop.clone()));
+        let lease_task = tokio::spawn(presence.run_renewer(stop.clone()));
 
         tracing::info!(addr = %local_addr, "push serving");
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await;
-        if let Err(err) = &served {
-            tracing::error!(error = %err, "http server failed; stopping push");
-        }
+        let header_timeout = Duration::from_secs(config.settings.header_timeout_secs);
+        http::serve(listener, router(state), header_timeout, stop.clone()).await;
         stop.cancel();
 
         // The router (and its state) is gone; only sessions still hold the sender.
@@ -165,7 +192,11 @@ impl PushServer {
         }
         let feed_result = feed_task.await;
         let writer_result = writer_task.await;
-        served.map_err(PushError::Serve)?;
+        for (task, handle) in [("jwks watcher", jwks_task), ("lease renewer", lease_task)] {
+            handle
+                .await
+                .map_err(|source| PushError::Task { task, source })?;
+        }
         feed_result.map_err(|source| PushError::Task {
             task: "feed",
             source,
@@ -192,10 +223,11 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: every dependency answers.
+/// Readiness: 200 while push can serve (`ok`, or `degraded` when an optional dependency
+/// is down), 503 when it cannot; the body reports every dependency.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let report = state.readiness.check().await;
-    let status = if report.all_ok() {
+    let report = state.readiness.report().await;
+    let status = if report.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -208,34 +240,78 @@ struct WsQuery {
     token: Option<String>,
 }
 
-/// The WebSocket endpoint: authenticate first (refusing the upgrade with 401), then hand the
-/// socket to a session.
+/// The WebSocket endpoint: take a node slot, authenticate (refusing the upgrade with 401,
+/// 429 or 503), then hand the socket to a session. A client offering the `strikeflow.v1`
+/// subprotocol without a token is upgraded and must authenticate in its first message.
 async fn ws(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = bearer_token(&headers).or_else(|| query.ok().and_then(|q| q.0.token));
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return unauthorized(
-            "missing token: send `Authorization: Bearer <jwt>` or `?token=<jwt>`".into(),
+    let offered = offered_protocols(&headers);
+    // The query-string form is for browsers; the URL (and so the token) is never logged.
+    let token = bearer_token(&headers)
+        .or_else(|| {
+            offered
+                .iter()
+                .find_map(|p| p.strip_prefix(PROTOCOL_BEARER_PREFIX).map(str::to_owned))
+        })
+        .or_else(|| query.ok().and_then(|q| q.0.token))
+        .filter(|t| !t.is_empty());
+    let in_band = offered.iter().any(|p| p == PROTOCOL_JSON);
+    if token.is_none() && !in_band {
+        let refusal = Refusal::Missing(
+            "missing token: send `Authorization: Bearer <jwt>`, the subprotocol \
+             `bearer.<jwt>`, `?token=<jwt>`, or offer `strikeflow.v1` and send \
+             {\"op\":\"auth\"} first",
         );
-    };
-    let claims: Claims = match auth::verify(&state.jwt_secret, &token) {
-        Ok(claims) => claims,
-        Err(err) => return unauthorized(err.to_string()),
-    };
+        refusal.count();
+        return refusal.http();
+    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    let Some(slot) = state.limits.try_connect() else {
+        let refusal = Refusal::NodeLimit;
+        refusal.count();
+        return refusal.http();
+    };
+    let id = state.hub.next_client_id();
+    let start = match token {
+        Some(token) => match admission::admit(&state, &token, slot, id).await {
+            Ok(ticket) => Start::Ready(ticket),
+            Err(refusal) => {
+                refusal.count();
+                return refusal.http();
+            }
+        },
+        None => Start::AwaitingAuth { slot, id },
+    };
+    // Generous: tungstenite refuses only messages far beyond the limit; the session closes
+    // anything over it with 1009 after reading it whole (see `session`).
+    let hard_limit = state.settings.max_frame_bytes.saturating_mul(2);
     upgrade
+        .protocols([PROTOCOL_JSON])
         .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
         .on_failed_upgrade(|err| tracing::debug!(error = %err, "websocket upgrade failed"))
-        .on_upgrade(move |socket| session::run(socket, state, claims))
+        .on_upgrade(move |socket| session::run(socket, state, start))
+}
+
+/// The subprotocols a client offers (`Sec-WebSocket-Protocol`, comma-separated, possibly
+/// over several header lines).
+fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
@@ -244,15 +320,6 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
-}
-
-fn unauthorized(message: String) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(serde_json::json!({ "error": message })),
-    )
-        .into_response()
 }
 
 #[cfg(test)]
@@ -277,5 +344,23 @@ mod tests {
             HeaderValue::from_static("Basic dXNlcg=="),
         );
         assert_eq!(bearer_token(&headers), None);
+    }
+
+    #[test]
+    fn offered_protocols_are_split_and_trimmed() {
+        let mut headers = HeaderMap::new();
+        assert!(offered_protocols(&headers).is_empty());
+        headers.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("strikeflow.v1, bearer.a.b.c"),
+        );
+        headers.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(" other ,"),
+        );
+        assert_eq!(
+            offered_protocols(&headers),
+            vec!["strikeflow.v1", "bearer.a.b.c", "other"]
+        );
     }
 }

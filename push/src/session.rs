@@ -6,6 +6,10 @@
 //! consumer; reader: ping timeout, token expiry, peer gone; writer: socket error; server:
 //! shutdown). The writer then sends the matching close frame, with a time limit, because a
 //! client that stopped reading would otherwise hold the session forever.
+//!
+//! A client that upgraded without a token first goes through `authenticate`: its first
+//! message must be `auth`, within a deadline. The reader enforces the per-connection limits
+//! (request rate, message size, subscriptions) and re-checks revocation at each refresh.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,47 +21,182 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::auth::{self, Claims, LEEWAY_SECS};
+use crate::admission::{self, close_reason, Refusal, Ticket};
+use crate::auth::{AuthError, Claims};
+use crate::hub::ClientId;
+use crate::limits::{ConnectionSlot, RateLimit};
 use crate::protocol::{parse_channel, ClientOp, ServerMsg};
-use crate::queue::{ClientQueue, CloseReason, Pushed};
+use crate::queue::{
+    ClientQueue, CloseReason, Pushed, CLOSE_AUTH_TIMEOUT, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_UNAUTHORIZED,
+};
 use crate::server::AppState;
 use crate::stats;
 
-/// Most channels one client may subscribe to at once.
-pub(crate) const MAX_SUBSCRIPTIONS: usize = 4096;
 /// Messages written per flush.
 const WRITE_BATCH: usize = 64;
 /// How long closing may take (close frame out, peer's close frame in).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a subscription waits for Redis before going on without a snapshot.
 const SNAPSHOT_READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a session's expiry timer is set for; a token whose `exp` lies further ahead
+/// (even `u64::MAX`) is simply not expired within it, instead of overflowing an instant.
+const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// How a session begins.
+pub(crate) enum Start {
+    /// The token came with the upgrade and was admitted.
+    Ready(Ticket),
+    /// No token yet: the first message must be `{"op":"auth","token":…}`.
+    AwaitingAuth {
+        /// The node slot reserved at the upgrade.
+        slot: ConnectionSlot,
+        /// The session's id.
+        id: ClientId,
+    },
+}
 
 /// Run one client's session until it closes or push shuts down.
-pub(crate) async fn run(socket: WebSocket, state: Arc<AppState>, claims: Claims) {
+pub(crate) async fn run(mut socket: WebSocket, state: Arc<AppState>, start: Start) {
+    let ticket = match start {
+        Start::Ready(ticket) => ticket,
+        Start::AwaitingAuth { slot, id } => {
+            match authenticate(&mut socket, &state, slot, id).await {
+                Some(ticket) => ticket,
+                None => return,
+            }
+        }
+    };
     let stop = state.shutdown.child_token();
-    let queue = Arc::new(ClientQueue::new(state.client_queue, stop));
-    let id = state.hub.next_client_id();
+    let queue = Arc::new(ClientQueue::new(state.settings.client_queue, stop));
+    let id = ticket.id;
     let clients = metrics::gauge!(stats::CLIENTS);
     clients.increment(1.0);
-    tracing::debug!(client = id, sub = %claims.sub, "client connected");
+    tracing::debug!(client = id, sub = %ticket.claims.sub, "client connected");
 
     let (sink, stream) = socket.split();
+    let settings = &state.settings;
     let mut reader = Reader {
         id,
         state: &state,
         queue: &queue,
-        claims,
+        claims: ticket.claims.clone(),
         subscriptions: HashSet::new(),
+        rate: RateLimit::new(settings.ops_per_sec, settings.ops_burst),
     };
     tokio::join!(
-        write_loop(sink, &queue, state.ping_interval),
+        write_loop(sink, &queue, settings.ping_interval()),
         reader.run(stream)
     );
     for channel in reader.subscriptions.drain() {
         state.hub.unsubscribe(id, &channel);
     }
+    ticket.finish().await;
     clients.decrement(1.0);
     tracing::debug!(client = id, reason = ?queue.close_reason(), "client disconnected");
+}
+
+/// The first-message handshake of a client that upgraded without a token: its first text
+/// message must be `{"op":"auth","token":…}` and arrive within `push.auth_timeout_secs`.
+/// Anything else closes the socket with a documented code; `None` then.
+async fn authenticate(
+    socket: &mut WebSocket,
+    state: &AppState,
+    slot: ConnectionSlot,
+    id: ClientId,
+) -> Option<Ticket> {
+    let deadline = Instant::now() + Duration::from_secs(state.settings.auth_timeout_secs);
+    let max_frame = state.settings.max_frame_bytes;
+    let required = "authentication required: send {\"op\":\"auth\",\"token\":…} first";
+    let text = loop {
+        let frame = tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                close_socket(socket, CLOSE_GOING_AWAY, "server shutting down").await;
+                return None;
+            }
+            frame = tokio::time::timeout_at(deadline, socket.recv()) => frame,
+        };
+        match frame {
+            Err(_) => {
+                metrics::counter!(stats::AUTH_FAILURES, "reason" => "timeout").increment(1);
+                close_socket(socket, CLOSE_AUTH_TIMEOUT, "authentication timeout").await;
+                return None;
+            }
+            Ok(None | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Err(err))) => {
+                if is_too_big(err) {
+                    metrics::counter!(stats::POLICY_CLOSES, "reason" => "frame_too_big")
+                        .increment(1);
+                    close_socket(socket, CLOSE_MESSAGE_TOO_BIG, "message too big").await;
+                }
+                return None;
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(text)))) if text.len() > max_frame => {
+                metrics::counter!(stats::POLICY_CLOSES, "reason" => "frame_too_big").increment(1);
+                close_socket(socket, CLOSE_MESSAGE_TOO_BIG, "message too big").await;
+                return None;
+            }
+            Ok(Some(Ok(Message::Text(text)))) => break text,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                Refusal::Missing(required).count();
+                close_socket(socket, CLOSE_UNAUTHORIZED, required).await;
+                return None;
+            }
+        }
+    };
+    let Ok(ClientOp::Auth { token }) = ClientOp::parse(text.as_str()) else {
+        Refusal::Missing(required).count();
+        close_socket(socket, CLOSE_UNAUTHORIZED, required).await;
+        return None;
+    };
+    match admission::admit(state, &token, slot, id).await {
+        Ok(ticket) => {
+            let reply = ServerMsg::Authenticated {
+                exp: ticket.claims.exp,
+            }
+            .to_json();
+            if socket.send(Message::Text(reply.into())).await.is_err() {
+                return None;
+            }
+            Some(ticket)
+        }
+        Err(refusal) => {
+            refusal.count();
+            let (code, reason) = refusal.close();
+            close_socket(socket, code, &reason).await;
+            None
+        }
+    }
+}
+
+/// Send a close frame and wait (briefly) for the peer's, so it reads the code instead of
+/// a reset.
+async fn close_socket(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(close_reason(reason)),
+    }));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if socket.send(frame).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Whether a read failed because the client's message exceeded tungstenite's limit.
+fn is_too_big(err: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    matches!(
+        err.into_inner().downcast_ref::<Error>(),
+        Some(Error::Capacity(_))
+    )
 }
 
 /// The writing half: queue → socket, plus server pings.
@@ -147,12 +286,14 @@ struct Reader<'a> {
     queue: &'a Arc<ClientQueue>,
     claims: Claims,
     subscriptions: HashSet<String>,
+    rate: RateLimit,
 }
 
 impl Reader<'_> {
     async fn run(&mut self, mut stream: SplitStream<WebSocket>) {
         let stop = self.queue.stop_token().clone();
-        let ping_every = self.state.ping_interval;
+        let ping_every = self.state.settings.ping_interval();
+        let max_frame = self.state.settings.max_frame_bytes;
         let mut liveness = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         liveness.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
@@ -176,6 +317,21 @@ impl Reader<'_> {
                 }
                 frame = stream.next() => {
                     last_seen = Instant::now();
+                    let data_len = match &frame {
+                        Some(Ok(Message::Text(text))) => Some(text.len()),
+                        Some(Ok(Message::Binary(bytes))) => Some(bytes.len()),
+                        _ => None,
+                    };
+                    if let Some(len) = data_len {
+                        if len > max_frame {
+                            self.policy_close(CloseReason::MessageTooBig, "frame_too_big");
+                            break true;
+                        }
+                        if !self.rate.allow(last_seen) {
+                            self.policy_close(CloseReason::RateLimited, "rate_limit");
+                            break true;
+                        }
+                    }
                     match frame {
                         Some(Ok(Message::Text(text))) => {
                             if let Some(new_expiry) = self.on_text(text.as_str()).await {
@@ -191,7 +347,11 @@ impl Reader<'_> {
                             break true;
                         }
                         Some(Err(err)) => {
-                            tracing::debug!(client = self.id, error = %err, "websocket read failed");
+                            if is_too_big(err) {
+                                self.policy_close(CloseReason::MessageTooBig, "frame_too_big");
+                                break true;
+                            }
+                            tracing::debug!(client = self.id, "websocket read failed");
                             self.queue.close(CloseReason::PeerGone);
                             break false;
                         }
@@ -219,8 +379,20 @@ impl Reader<'_> {
         }
     }
 
+    fn policy_close(&self, reason: CloseReason, label: &'static str) {
+        metrics::counter!(stats::POLICY_CLOSES, "reason" => label).increment(1);
+        tracing::debug!(client = self.id, sub = %self.claims.sub, ?reason, "closing a client that broke a limit");
+        self.queue.close(reason);
+    }
+
     fn expires_at(&self) -> Instant {
-        Instant::now() + self.claims.remaining() + Duration::from_secs(LEEWAY_SECS)
+        let leeway = Duration::from_secs(self.state.keys.leeway_secs());
+        let lifetime = self
+            .claims
+            .remaining()
+            .saturating_add(leeway)
+            .min(MAX_SESSION_LIFETIME);
+        Instant::now() + lifetime
     }
 
     /// Handle one request. Returns the new expiry if the token was refreshed.
@@ -234,7 +406,7 @@ impl Reader<'_> {
                 }
             }
             Ok(ClientOp::Ping) => self.reply(&ServerMsg::Pong),
-            Ok(ClientOp::Auth { token }) => return self.refresh(&token),
+            Ok(ClientOp::Auth { token }) => return self.refresh(&token).await,
         }
         None
     }
@@ -245,12 +417,20 @@ impl Reader<'_> {
             Err(err) => return self.error(&err.to_string()),
         };
         if !self.claims.allows(&channel) {
-            return self.error(&format!("channel {channel:?} is not allowed by your token"));
-        }
-        if !self.subscriptions.contains(&channel) && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            metrics::counter!(stats::SUBSCRIPTIONS_REFUSED, "reason" => "not_allowed").increment(1);
+            let why = if self.claims.channels.is_empty() {
+                " (it grants no channels)"
+            } else {
+                ""
+            };
             return self.error(&format!(
-                "too many subscriptions (at most {MAX_SUBSCRIPTIONS})"
+                "channel {channel:?} is not allowed by your token{why}"
             ));
+        }
+        let max = self.state.settings.max_subscriptions;
+        if !self.subscriptions.contains(&channel) && self.subscriptions.len() >= max {
+            metrics::counter!(stats::SUBSCRIPTIONS_REFUSED, "reason" => "limit").increment(1);
+            return self.error(&format!("too many subscriptions (at most {max})"));
         }
         let hub = &self.state.hub;
         let stored = if kind.keeps_latest() && !hub.has_latest(&channel) {
@@ -275,11 +455,13 @@ impl Reader<'_> {
     }
 
     /// In-band token refresh: same subject, new expiry and channel claims. Subscriptions the
-    /// new claims no longer allow are dropped (with an error message each).
-    fn refresh(&mut self, token: &str) -> Option<Instant> {
-        let claims = match auth::verify(&self.state.jwt_secret, token) {
+    /// new claims no longer allow are dropped (with an error message each). A refused token
+    /// leaves the session on its current one; a revoked one ends the session (4005).
+    async fn refresh(&mut self, token: &str) -> Option<Instant> {
+        let claims = match self.state.keys.verify(token) {
             Ok(claims) => claims,
             Err(err) => {
+                metrics::counter!(stats::AUTH_FAILURES, "reason" => err.label()).increment(1);
                 self.error(&format!("token refresh rejected: {err}"));
                 return None;
             }
@@ -287,6 +469,14 @@ impl Reader<'_> {
         if claims.sub != self.claims.sub {
             self.error("token refresh rejected: the subject differs");
             return None;
+        }
+        if let Some(jti) = &claims.jti {
+            if self.state.presence.is_revoked(jti).await == Some(true) {
+                let revoked = AuthError::Revoked;
+                metrics::counter!(stats::AUTH_FAILURES, "reason" => revoked.label()).increment(1);
+                self.policy_close(CloseReason::TokenRevoked, "revoked");
+                return None;
+            }
         }
         let revoked: Vec<String> = self
             .subscriptions

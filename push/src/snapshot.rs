@@ -17,13 +17,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Snapshot;
 use crate::protocol::SnapshotHead;
+use crate::redis_link::{RedisLink, RedisLinkError};
 use crate::stats;
 
 /// Prefix of the Redis keys holding the latest message per channel.
@@ -31,8 +30,6 @@ pub const KEY_PREFIX: &str = "strikeflow:last:";
 /// How long a stored snapshot lives without being refreshed, so keys of expired contracts do
 /// not pile up forever.
 pub const SNAPSHOT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Time limit for connecting to Redis and for each command.
-pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most snapshots written in one pipeline.
 const MAX_PIPELINE: usize = 512;
 /// Pause after a failed write before retrying.
@@ -41,12 +38,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Why a snapshot could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// Redis failed or is unreachable.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// Redis did not answer in time.
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
+    /// Redis failed, is unreachable or did not answer in time.
+    #[error(transparent)]
+    Redis(#[from] RedisLinkError),
     /// The stored value is not a message for the requested channel.
     #[error("stored snapshot for {channel} is unusable: {reason}")]
     Corrupt {
@@ -62,100 +56,34 @@ pub fn key(namespace: &str, channel: &str) -> String {
     format!("{KEY_PREFIX}{namespace}{channel}")
 }
 
-/// Redis-backed store of the latest message per channel, with a lazily (re)connected
-/// multiplexed connection.
+/// Redis-backed store of the latest message per channel, on the shared Redis link.
 pub struct SnapshotStore {
-    client: redis::Client,
+    link: Arc<RedisLink>,
     namespace: String,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     pending: Mutex<HashMap<Arc<str>, Utf8Bytes>>,
     dirty: Notify,
 }
 
 impl SnapshotStore {
-    /// A store for the Redis at `url`, with keys under `namespace` (the topic prefix). Does
-    /// not connect yet (so a down Redis does not stop push from starting); fails only if the
-    /// URL is invalid.
-    pub fn new(url: &str, namespace: &str) -> Result<SnapshotStore, redis::RedisError> {
-        Ok(SnapshotStore {
-            client: redis::Client::open(url)?,
+    /// A store on `link`, with keys under `namespace` (the topic prefix). Does not connect.
+    pub fn new(link: Arc<RedisLink>, namespace: &str) -> SnapshotStore {
+        SnapshotStore {
+            link,
             namespace: namespace.to_owned(),
-            conn: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             dirty: Notify::new(),
-        })
+        }
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<Arc<str>, Utf8Bytes>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, SnapshotError> {
-        let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
-        let conn = tokio::time::timeout(
-            REDIS_TIMEOUT + Duration::from_millis(500),
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| SnapshotError::Timeout(REDIS_TIMEOUT))??;
-        *guard = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// Run `cmd` on the shared connection, dropping the connection if it looks broken so the
-    /// next call reconnects.
-    async fn query<T: redis::FromRedisValue>(
-        &self,
-        run: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
-    ) -> Result<T, SnapshotError> {
-        let mut conn = self.connection().await?;
-        let result =
-            tokio::time::timeout(REDIS_TIMEOUT + Duration::from_millis(500), run(&mut conn)).await;
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                if err.is_io_error()
-                    || err.is_connection_dropped()
-                    || err.is_timeout()
-                    || err.is_unrecoverable_error()
-                {
-                    *self.conn.lock().await = None;
-                }
-                Err(err.into())
-            }
-            Err(_) => {
-                *self.conn.lock().await = None;
-                Err(SnapshotError::Timeout(REDIS_TIMEOUT))
-            }
-        }
-    }
-
-    /// `PING`, for readiness.
-    pub async fn ping(&self) -> Result<(), SnapshotError> {
-        let pong: String = self
-            .query(async |conn| redis::cmd("PING").query_async(conn).await)
-            .await?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(SnapshotError::Corrupt {
-                channel: String::new(),
-                reason: format!("PING answered {pong:?}"),
-            })
-        }
-    }
-
     /// Read the stored latest message of `channel`, if any.
     pub async fn load(&self, channel: &str) -> Result<Option<Snapshot>, SnapshotError> {
         let key = key(&self.namespace, channel);
         let value: Option<String> = self
+            .link
             .query(async |conn| redis::cmd("GET").arg(&key).query_async(conn).await)
             .await?;
         let Some(text) = value else {
@@ -237,6 +165,7 @@ impl SnapshotStore {
         }
         let written = batch.len();
         match self
+            .link
             .query(async |conn| pipe.query_async::<()>(conn).await)
             .await
         {
@@ -246,7 +175,7 @@ impl SnapshotStore {
                 for (channel, message) in batch {
                     pending.entry(channel).or_insert(message);
                 }
-                Err(err)
+                Err(err.into())
             }
         }
     }
@@ -268,16 +197,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn invalid_url_is_rejected_without_connecting() {
-        assert!(SnapshotStore::new("not a url", "").is_err());
-        assert!(SnapshotStore::new("redis://127.0.0.1:1", "").is_ok());
-    }
-
     #[tokio::test]
     async fn pending_keeps_only_the_newest_per_channel_and_survives_failures() {
         // Port 1: nothing listens, so the flush fails fast and must keep the bars.
-        let store = SnapshotStore::new("redis://127.0.0.1:1", "").expect("url");
+        let link = Arc::new(RedisLink::new("redis://127.0.0.1:1").expect("url"));
+        let store = SnapshotStore::new(link, "");
         let ch: Arc<str> = Arc::from("bars.X");
         store.store(&ch, Utf8Bytes::from("old"));
         store.store(&ch, Utf8Bytes::from("new"));

@@ -100,12 +100,14 @@ async fn upgrade_without_a_valid_token_is_refused_with_401() {
         .as_secs();
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &auth::Claims {
-            sub: "late".into(),
-            exp: now - 60,
-            iat: now - 120,
-            channels: vec![],
-        },
+        &json!({
+            "sub": "late",
+            "iss": auth::DEFAULT_ISSUER,
+            "aud": auth::DEFAULT_AUDIENCE,
+            "exp": now - 60,
+            "iat": now - 120,
+            "channels": ["*"],
+        }),
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key"),
     )
     .expect("encode");
@@ -151,6 +153,7 @@ async fn bad_requests_get_errors_and_the_socket_stays_open() {
             "not allowed",
         ),
     ];
+    // Within the default burst of requests.
     for (request, expected) in cases {
         send_text(&mut ws, request).await;
         let reply = next_json(&mut ws).await;
@@ -343,33 +346,6 @@ async fn ticks_stream_in_order_and_unknown_tokens_use_the_fallback_channel() {
     assert_eq!(msg["data"]["instrument_token"], unknown);
     assert_eq!(msg["data"]["tradingsymbol"], Value::Null);
 
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_is_200_with_all_services_and_503_naming_a_dead_one() {
-    let topics = fresh_topics();
-    let server = TestServer::start(config(&topics)).await;
-    let (status, body) = http_get(server.addr, "/healthz").await;
-    assert_eq!((status, body.as_str()), (200, "ok"));
-    let (status, body) = http_get(server.addr, "/readyz").await;
-    assert_eq!(status, 200, "{body}");
-    let body: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(body, json!({"kafka":"ok","postgres":"ok","redis":"ok"}));
-    server.stop().await;
-
-    // Nothing listens on port 1.
-    let mut broken = config(&topics);
-    broken.redis_url = "redis://127.0.0.1:1".to_owned();
-    let server = TestServer::start(broken).await;
-    let started = std::time::Instant::now();
-    let (status, body) = http_get(server.addr, "/readyz").await;
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(status, 503, "{body}");
-    let body: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(body["kafka"], "ok");
-    assert_eq!(body["postgres"], "ok");
-    assert!(body["redis"].as_str().is_some_and(|e| e != "ok"), "{body}");
     server.stop().await;
 }
 

@@ -2,6 +2,7 @@
 //! in their crates; these functions only build their configurations and report results.
 
 mod ingest;
+mod token;
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use strikeflow::Config;
 use strikeflow_kafka::ensure_topics;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchTarget, Command, MigrateArgs, TokenArgs};
+use crate::cli::{BenchTarget, Command, MigrateArgs};
 use crate::supervisor;
 
 /// Runs `command` until it finishes or `shutdown` is cancelled.
@@ -27,10 +28,12 @@ pub(crate) async fn execute(
         Command::Push => Ok(strikeflow_push::run(config.push(), shutdown).await?),
         Command::Run(args) => {
             args.simulate.apply(&mut config)?;
+            // Push's own checks (a weak secret on a public address) before any stage starts.
+            config.push().validate()?;
             supervisor::run_all(&config, !args.no_simulator, shutdown).await
         }
         Command::Migrate(args) => migrate(&config, args).await,
-        Command::Token(args) => token(&config, args),
+        Command::Token(args) => token::execute(&config, args).await,
         Command::Bench { what } => bench(&config, what).await,
     }
 }
@@ -76,15 +79,6 @@ async fn migrate(config: &Config, args: MigrateArgs) -> Result<()> {
     .await
     .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
     println!("kafka: topics ready on {}", config.kafka.brokers);
-    Ok(())
-}
-
-/// `token`: prints a JWT signed with `[auth] jwt_secret`.
-fn token(config: &Config, args: TokenArgs) -> Result<()> {
-    let ttl = Duration::from_secs(args.ttl_secs);
-    let token =
-        strikeflow_push::auth::mint(&config.auth.jwt_secret, &args.sub, ttl, args.channels)?;
-    println!("{token}");
     Ok(())
 }
 

@@ -222,6 +222,19 @@ fn connection_settings_are_checked() {
         ("[redis]\nurl = \"postgres://127.0.0.1\"\n", "redis.url"),
         ("[redis]\nurl = \"127.0.0.1:6379\"\n", "redis.url"),
         ("[auth]\njwt_secret = \"\"\n", "auth.jwt_secret"),
+        ("[auth]\nissuer = \"\"\n", "auth.issuer"),
+        ("[auth]\nleeway_secs = 3600\n", "auth.leeway_secs"),
+        (
+            "[auth]\nrs256_public_key_file = \"/nonexistent.pem\"\n",
+            "auth.rs256_public_key_file: cannot read /nonexistent.pem",
+        ),
+        (
+            "[auth]\njwks_file = \"/nonexistent.json\"\n",
+            "auth.jwks_file",
+        ),
+        ("[auth]\nissuer_url = \"x\"\n", "auth.issuer_url"),
+        ("[push]\nmax_subscriptions = 0\n", "push.max_subscriptions"),
+        ("[push]\nmax_frame_bytes = 1\n", "push.max_frame_bytes"),
         (
             "[telemetry]\nmetrics_listen = \"nowhere\"\n",
             "telemetry.metrics_listen",
@@ -231,4 +244,28 @@ fn connection_settings_are_checked() {
     ] {
         assert_names(&refusal(text), &[key]);
     }
+}
+
+#[test]
+fn auth_and_push_limits_reach_push() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file(
+            "custom.toml",
+            "[auth]\nissuer = \"https://id.example\"\nleeway_secs = 2\n\
+             [push]\nmax_subscriptions = 9\nops_per_sec = 7\n",
+        )?;
+        jail.set_env("STRIKEFLOW_AUTH__AUDIENCE", "dashboards");
+        jail.set_env("STRIKEFLOW_JWT_SECRET", "s3cret");
+        let config = Config::load(Some(Path::new("custom.toml"))).map_err(jailed)?;
+        config.validate().map_err(jailed)?;
+        let push = config.push();
+        assert_eq!(push.auth.issuer, "https://id.example");
+        assert_eq!(push.auth.audience, "dashboards");
+        assert_eq!(push.auth.jwt_secret, "s3cret");
+        assert_eq!(push.auth.leeway_secs, 2);
+        assert_eq!(push.settings.max_subscriptions, 9);
+        assert_eq!(push.settings.ops_per_sec, 7);
+        Ok(())
+    });
 }

@@ -69,11 +69,8 @@ impl Config {
         )?;
         check_database_url(&self.database.url)?;
         check_redis_url(&self.redis.url)?;
-        check(
-            !self.auth.jwt_secret.is_empty(),
-            "auth.jwt_secret",
-            "must not be empty",
-        )
+        // Claim requirements, and every configured key file read and parsed.
+        self.auth.validate().map_err(ConfigError::stage)
     }
 }
 

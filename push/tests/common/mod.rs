@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod tokens;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +13,7 @@ use futures::{SinkExt, StreamExt};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use strikeflow_kafka::KafkaConnection;
-use strikeflow_push::{PushConfig, PushError, PushServer, PushSettings};
+use strikeflow_push::{AuthSettings, PushConfig, PushError, PushServer, PushSettings};
 use strikeflow_schemas::{Bar, Instrument, InstrumentType, Tick, Topics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -145,11 +147,13 @@ pub(crate) fn config(topics: &Topics) -> PushConfig {
         },
         redis_url: redis_url(),
         database_url: database_url(),
-        jwt_secret: SECRET.to_owned(),
+        auth: AuthSettings {
+            jwt_secret: SECRET.to_owned(),
+            ..AuthSettings::default()
+        },
         settings: PushSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            client_queue: 1024,
-            ping_interval_secs: 15,
+            ..PushSettings::default()
         },
     }
 }
@@ -239,6 +243,18 @@ pub(crate) async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Frame> {
             }
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return Some(Frame::Ended),
+        }
+    }
+}
+
+/// The close code and reason the server ends the connection with (JSON messages before it
+/// are skipped); panics on timeout or when the connection ends without a close frame.
+pub(crate) async fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match next_frame(ws, Duration::from_secs(15)).await {
+            Some(Frame::Json(_)) => continue,
+            Some(Frame::Closed(Some((code, reason)))) => return (u16::from(code), reason),
+            other => panic!("expected a close frame, got {other:?}"),
         }
     }
 }
