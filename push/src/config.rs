@@ -22,6 +22,17 @@ pub struct PushSettings {
     /// Maximum queued messages per client before a tick subscriber is closed as slow
     /// (default 1024).
     pub client_queue: usize,
+    /// Maximum bytes of queued ordered messages (ticks, bars, replies) per client before it
+    /// is closed as slow (default 4 MiB). Snapshot-like channels conflate instead.
+    pub client_queue_bytes: usize,
+    /// Bytes of recent messages kept per channel, from which a client resuming with
+    /// `since` gets exactly what it missed (default 128 KiB; at least the latest message).
+    /// Memory: up to this much for every channel that has carried data.
+    pub history_bytes: usize,
+    /// Seconds of the stateful topics (bars, strikes, chains, moneyness, indicators) read
+    /// back at start-up, so the chain, moneyness and indicator snapshots and the open
+    /// 3/5/15-minute bars are whole (default 28800, a trading session).
+    pub replay_secs: u64,
     /// Seconds between server WebSocket pings (default 15); a client silent for two
     /// intervals is closed.
     pub ping_interval_secs: u64,
@@ -53,6 +64,9 @@ impl Default for PushSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             client_queue: 1024,
+            client_queue_bytes: 4 << 20,
+            history_bytes: crate::hub::DEFAULT_HISTORY_BYTES,
+            replay_secs: 8 * 3600,
             ping_interval_secs: 15,
             max_connections: 50_000,
             max_connections_per_user: 20,
@@ -77,6 +91,8 @@ impl PushSettings {
     pub fn validate(&self) -> Result<(), PushError> {
         let at_least_one = [
             ("push.client_queue", self.client_queue as u64),
+            ("push.client_queue_bytes", self.client_queue_bytes as u64),
+            ("push.history_bytes", self.history_bytes as u64),
             ("push.ping_interval_secs", self.ping_interval_secs),
             ("push.max_connections", self.max_connections as u64),
             (
@@ -101,6 +117,11 @@ impl PushSettings {
             ));
         }
         Ok(())
+    }
+
+    /// How far back the stateful topics are read at start-up.
+    pub fn replay(&self) -> Duration {
+        Duration::from_secs(self.replay_secs)
     }
 
     /// The server ping period.
@@ -238,6 +259,8 @@ mod tests {
     fn a_bad_value_fails_naming_its_key() {
         for (toml, key) in [
             ("client_queue = 0", "push.client_queue: "),
+            ("client_queue_bytes = 0", "push.client_queue_bytes: "),
+            ("history_bytes = 0", "push.history_bytes: "),
             ("ping_interval_secs = 0", "push.ping_interval_secs: "),
         ] {
             let error = parse(toml)

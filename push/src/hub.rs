@@ -1,35 +1,71 @@
-//! Channels → subscribers, and the fan-out.
+//! Channels → subscribers, the fan-out, and each channel's recovery history.
 //!
-//! The feed publishes each decoded message once; the hub numbers it within its channel,
-//! wraps the already-serialised data in the envelope once, and hands the same shared bytes
-//! to every subscriber's queue (a reference-count bump per client, no copy, no per-client
-//! serialisation). Queues never block, so one slow client cannot delay the others.
+//! The feed publishes each decoded message once, already numbered (`seq` and `epoch` come
+//! from Kafka positions, see `docs/protocol.md`); the hub wraps the serialised data in the
+//! envelope once and hands the same shared bytes to every subscriber's queue (a
+//! reference-count bump per client, no copy, no per-client serialisation). Queues never
+//! block, so one slow client cannot delay the others.
 //!
-//! The hub also keeps the latest bar of every bar channel. A new subscriber gets
-//! `subscribed`, then that bar, then live data, all enqueued under one lock so nothing can
-//! slip in between or arrive out of order.
+//! Per channel the hub keeps:
+//! * the state a new subscriber starts from: the latest bar, or the whole chain /
+//!   moneyness / indicator state as one `"snapshot":true` message;
+//! * a history of the last messages, bounded in bytes, from which a client resuming with
+//!   `since` gets exactly what it missed. `covered_from` is the first sequence number from
+//!   which this node knows every message of the channel (where it started reading the
+//!   partition, or the oldest message still in the history); a `since` older than that is
+//!   answered with the snapshot and `"recovered":false` instead — never a silent gap.
+//!
+//! A subscription is answered (`subscribed`, then the snapshot or the missed messages)
+//! under the same lock as publishing, so nothing can slip in between or arrive out of order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use metrics::Counter;
 
-use crate::protocol::{data_envelope, ChannelKind, ServerMsg};
+use crate::protocol::{data_envelope, ChannelKind, ServerMsg, Since};
 use crate::queue::{ClientQueue, Pushed};
 use crate::stats;
 
 /// Identifies one WebSocket session within the hub.
 pub type ClientId = u64;
 
+/// Default bytes of history kept per channel for recovery (`push.history_bytes`).
+pub const DEFAULT_HISTORY_BYTES: usize = 128 * 1024;
+
 /// A stored latest message for a channel, e.g. read back from Redis after a restart.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The message's per-channel sequence number.
     pub seq: u64,
+    /// The epoch of that number.
+    pub epoch: String,
     /// The full message, exactly as sent to clients.
     pub message: Utf8Bytes,
+}
+
+/// One message for the hub to number-check, wrap and fan out.
+#[derive(Debug)]
+pub struct Publication<'a> {
+    /// What the channel carries.
+    pub kind: ChannelKind,
+    /// The channel (canonical name), shared so the feed keeps one allocation per channel.
+    pub channel: &'a Arc<str>,
+    /// Names the numbering `seq` belongs to (the source partition).
+    pub epoch: &'a Arc<str>,
+    /// The message's number, derived from its Kafka position; increases within an epoch.
+    pub seq: u64,
+    /// The message's `data`, serialised JSON.
+    pub data: &'a str,
+    /// The channel's whole state after this message, as `data` JSON (chain, moneyness,
+    /// indicators): what a new subscriber, a resuming client beyond the history, or a slow
+    /// subscriber's conflated queue entry gets.
+    pub state: Option<String>,
+    /// The item within the channel this message updates (moneyness bucket and side,
+    /// indicator); a slow subscriber keeps only the latest message per item.
+    pub item: Option<&'a str>,
 }
 
 /// The result of publishing one message.
@@ -37,36 +73,73 @@ pub struct Snapshot {
 pub struct Published {
     /// The message's per-channel sequence number.
     pub seq: u64,
-    /// The full message, as sent to clients.
-    pub message: Utf8Bytes,
+    /// The full message, as sent to clients; `None` if it was a repeat (seq not newer).
+    pub message: Option<Utf8Bytes>,
     /// How many subscribers it was queued for.
     pub delivered: usize,
+}
+
+struct Subscriber {
+    queue: Arc<ClientQueue>,
+    /// Messages numbered up to this were already sent (or the client had them).
+    after: u64,
 }
 
 struct Channel {
     /// The channel name, shared with queues as the conflation key.
     name: Arc<str>,
+    /// The numbering of `seq`; `None` until the first message.
+    epoch: Option<Arc<str>>,
     /// Sequence number of the last message published on the channel.
     seq: u64,
-    /// Latest message, kept for snapshot-like (conflating) kinds only.
-    latest: Option<Utf8Bytes>,
-    subscribers: HashMap<ClientId, Arc<ClientQueue>>,
+    /// Every message numbered from this on is known to this node (in `history` or after).
+    covered_from: u64,
+    history: VecDeque<(u64, Utf8Bytes)>,
+    history_bytes: usize,
+    /// What a new subscriber starts from (latest bar, or a `"snapshot":true` message).
+    snapshot: Option<Utf8Bytes>,
+    subscribers: HashMap<ClientId, Subscriber>,
 }
 
 impl Channel {
     fn new(name: Arc<str>) -> Channel {
         Channel {
             name,
+            epoch: None,
             seq: 0,
-            latest: None,
+            covered_from: 0,
+            history: VecDeque::new(),
+            history_bytes: 0,
+            snapshot: None,
             subscribers: HashMap::new(),
+        }
+    }
+
+    /// Whether a client holding every message up to `since` can get exactly the rest here.
+    fn recovers(&self, since: &Since, origins: &HashMap<Arc<str>, u64>) -> bool {
+        match &self.epoch {
+            Some(epoch) => {
+                **epoch == *since.epoch && since.seq.saturating_add(1) >= self.covered_from
+            }
+            // Never seen on this node: nothing was missed if the node has read the
+            // partition the epoch names since before `since`.
+            None => origins
+                .get(since.epoch.as_str())
+                .is_some_and(|&origin| since.seq.saturating_add(1) >= origin),
         }
     }
 }
 
+struct Channels {
+    map: HashMap<Arc<str>, Channel>,
+    /// Per epoch (source partition), the first seq this node has read in it.
+    origins: HashMap<Arc<str>, u64>,
+}
+
 /// The registry of channels and their subscribers.
 pub struct Hub {
-    channels: Mutex<HashMap<Arc<str>, Channel>>,
+    channels: Mutex<Channels>,
+    history_limit: usize,
     next_client: AtomicU64,
     deliveries: Counter,
     slow_closes: Counter,
@@ -79,17 +152,27 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// An empty hub.
+    /// An empty hub keeping [`DEFAULT_HISTORY_BYTES`] of history per channel.
     pub fn new() -> Hub {
+        Hub::with_history(DEFAULT_HISTORY_BYTES)
+    }
+
+    /// An empty hub keeping up to `history_bytes` of messages per channel for recovery
+    /// (at least the latest message is always kept).
+    pub fn with_history(history_bytes: usize) -> Hub {
         Hub {
-            channels: Mutex::new(HashMap::new()),
+            channels: Mutex::new(Channels {
+                map: HashMap::new(),
+                origins: HashMap::new(),
+            }),
+            history_limit: history_bytes,
             next_client: AtomicU64::new(1),
             deliveries: metrics::counter!(stats::DELIVERIES),
             slow_closes: metrics::counter!(stats::SLOW_CLIENT_CLOSES),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Channel>> {
+    fn lock(&self) -> MutexGuard<'_, Channels> {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -98,31 +181,102 @@ impl Hub {
         self.next_client.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Publish already-serialised `data` on `channel`: number it, wrap it, queue it for every
-    /// subscriber. Subscribers that overflow are closed as slow consumers. `channel` is shared so the feed can keep one allocation per instrument.
-    pub fn publish(&self, kind: ChannelKind, channel: &Arc<str>, data: &str) -> Published {
-        let mut channels = self.lock();
-        let entry = channels
-            .entry(channel.clone())
-            .or_insert_with(|| Channel::new(channel.clone()));
-        entry.seq += 1;
-        let seq = entry.seq;
-        let message = Utf8Bytes::from(data_envelope(kind, &entry.name, seq, data));
-        if kind.keeps_latest() {
-            entry.latest = Some(message.clone());
+    /// Record that this node reads the source partition `epoch` names from `first_seq` on
+    /// (the first message it read there), so a client resuming a channel this node has
+    /// not seen yet can be told truthfully that it missed nothing. The first call wins.
+    pub fn origin(&self, epoch: &Arc<str>, first_seq: u64) {
+        self.lock()
+            .origins
+            .entry(epoch.clone())
+            .or_insert(first_seq);
+    }
+
+    /// Publish one numbered message: keep it in the channel's history and snapshot, and
+    /// queue it for every subscriber. A message not newer than the channel's last (a repeat
+    /// after a feed reassignment) is dropped. Subscribers that overflow are closed as slow
+    /// consumers.
+    pub fn publish(&self, p: Publication<'_>) -> Published {
+        let mut guard = self.lock();
+        let Channels { map, origins } = &mut *guard;
+        let entry = map
+            .entry(p.channel.clone())
+            .or_insert_with(|| Channel::new(p.channel.clone()));
+        let same_epoch = entry.epoch.as_deref() == Some(&**p.epoch);
+        if same_epoch && p.seq <= entry.seq {
+            return Published {
+                seq: p.seq,
+                message: None,
+                delivered: 0,
+            };
         }
-        let key = kind.conflates().then_some(&entry.name);
+        if !same_epoch {
+            // A new numbering (first message, or the channel moved partition): the old
+            // history means nothing in it.
+            entry.epoch = Some(p.epoch.clone());
+            entry.history.clear();
+            entry.history_bytes = 0;
+            entry.covered_from = origins.get(p.epoch).copied().unwrap_or(p.seq).min(p.seq);
+        }
+        entry.seq = p.seq;
+        let message = Utf8Bytes::from(data_envelope(
+            p.kind,
+            &entry.name,
+            p.epoch,
+            p.seq,
+            false,
+            p.data,
+        ));
+        match (&p.state, p.kind) {
+            (Some(state), _) => {
+                entry.snapshot = Some(Utf8Bytes::from(data_envelope(
+                    p.kind,
+                    &entry.name,
+                    p.epoch,
+                    p.seq,
+                    true,
+                    state,
+                )));
+            }
+            (None, ChannelKind::Bars) => entry.snapshot = Some(message.clone()),
+            (None, _) => {}
+        }
+        entry.history_bytes += message.len();
+        entry.history.push_back((p.seq, message.clone()));
+        while entry.history_bytes > self.history_limit && entry.history.len() > 1 {
+            if let Some((seq, old)) = entry.history.pop_front() {
+                entry.history_bytes -= old.len();
+                entry.covered_from = seq + 1;
+            }
+        }
+        let item_key = p
+            .item
+            .map(|item| Arc::<str>::from(format!("{}\u{0}{item}", entry.name)));
+        let key = match p.kind {
+            ChannelKind::Chain => Some(&entry.name),
+            ChannelKind::Moneyness | ChannelKind::Indicators => {
+                item_key.as_ref().or(Some(&entry.name))
+            }
+            ChannelKind::Bars | ChannelKind::Ticks => None,
+        };
+        let replacement = match p.kind {
+            ChannelKind::Chain => entry.snapshot.as_ref(),
+            _ => None,
+        };
         let mut delivered = 0;
-        for queue in entry.subscribers.values() {
-            if self.deliver(queue, message.clone(), key) {
+        for sub in entry.subscribers.values_mut() {
+            if p.seq <= sub.after {
+                continue;
+            }
+            sub.after = p.seq;
+            if self.deliver(&sub.queue, message.clone(), key, replacement) {
                 delivered += 1;
             }
         }
-        drop(channels);
+        drop(guard);
         self.deliveries.increment(delivered as u64);
         Published {
-            seq,
-            message,
+            seq: p.seq,
+            message: Some(message),
             delivered,
         }
     }
@@ -130,75 +284,117 @@ impl Hub {
     /// Whether the hub holds a latest message for `channel` (so a Redis read is unneeded).
     pub fn has_latest(&self, channel: &str) -> bool {
         self.lock()
+            .map
             .get(channel)
-            .is_some_and(|entry| entry.latest.is_some())
+            .is_some_and(|entry| entry.snapshot.is_some())
     }
 
-    /// Subscribe `queue` to `channel` and enqueue `subscribed` plus the channel's latest
-    /// message. The hub's own latest wins; `stored` (from Redis) is used only when the hub has
-    /// none, and then also seeds the channel's sequence so numbers keep increasing.
-    /// Subscribing twice is harmless: the reply and snapshot are simply sent again.
+    /// Subscribe `queue` to `channel` and enqueue `subscribed`, then either the messages
+    /// missed since `since` (when this node has all of them: `"recovered":true`) or the
+    /// channel's snapshot (`"recovered":false` when `since` was given). `stored` (from
+    /// Redis) stands in for a bar channel's snapshot when the hub has none. Subscribing
+    /// twice is harmless: the reply and snapshot are simply sent again.
     pub fn subscribe(
         &self,
         id: ClientId,
         queue: &Arc<ClientQueue>,
         kind: ChannelKind,
         channel: &str,
+        since: Option<&Since>,
         stored: Option<Snapshot>,
     ) {
-        let mut channels = self.lock();
-        let entry = channels
+        let mut guard = self.lock();
+        let Channels { map, origins } = &mut *guard;
+        let entry = map
             .entry(Arc::from(channel))
             .or_insert_with_key(|name| Channel::new(name.clone()));
-        let subscribed = ServerMsg::Subscribed { channel }.to_json();
-        if !self.deliver(queue, Utf8Bytes::from(subscribed), None) {
+        let recovered = since.map(|since| entry.recovers(since, origins));
+        let subscribed = ServerMsg::Subscribed {
+            channel,
+            epoch: entry.epoch.as_deref(),
+            seq: entry.epoch.as_ref().map(|_| entry.seq),
+            recovered,
+        }
+        .to_json();
+        if !self.deliver(queue, Utf8Bytes::from(subscribed), None, None) {
             return;
         }
-        if kind.keeps_latest() {
-            if entry.latest.is_none() {
-                if let Some(stored) = stored {
-                    entry.seq = entry.seq.max(stored.seq);
-                    entry.latest = Some(stored.message);
+        let key = kind.conflates().then_some(&entry.name);
+        let after = match (since, recovered) {
+            (Some(since), Some(true)) => {
+                for (seq, message) in &entry.history {
+                    if *seq > since.seq && !self.deliver(queue, message.clone(), None, None) {
+                        return;
+                    }
                 }
+                since.seq.max(entry.seq)
             }
-            if let Some(latest) = &entry.latest {
-                let key = kind.conflates().then_some(&entry.name);
-                self.deliver(queue, latest.clone(), key);
+            _ => {
+                let mut after = entry.seq;
+                if kind.keeps_latest() {
+                    if entry.snapshot.is_none() {
+                        if let Some(stored) = stored {
+                            // Messages this node has yet to read (or replay) up to the
+                            // stored one must not follow it, when their numbers compare.
+                            if origins.contains_key(stored.epoch.as_str()) {
+                                after = after.max(stored.seq);
+                            }
+                            entry.snapshot = Some(stored.message);
+                        }
+                    }
+                    if let Some(snapshot) = &entry.snapshot {
+                        self.deliver(queue, snapshot.clone(), key, None);
+                    }
+                }
+                after
             }
-        }
-        entry.subscribers.insert(id, queue.clone());
+        };
+        entry.subscribers.insert(
+            id,
+            Subscriber {
+                queue: queue.clone(),
+                after,
+            },
+        );
     }
 
     /// Remove one subscription. Channels that never carried data are forgotten once unused,
     /// so clients cannot grow the hub with made-up names.
     pub fn unsubscribe(&self, id: ClientId, channel: &str) {
-        let mut channels = self.lock();
-        let forget = match channels.get_mut(channel) {
+        let mut guard = self.lock();
+        let forget = match guard.map.get_mut(channel) {
             Some(entry) => {
                 entry.subscribers.remove(&id);
-                entry.subscribers.is_empty() && entry.seq == 0 && entry.latest.is_none()
+                entry.subscribers.is_empty() && entry.epoch.is_none() && entry.snapshot.is_none()
             }
             None => false,
         };
         if forget {
-            channels.remove(channel);
+            guard.map.remove(channel);
         }
     }
 
     /// Number of subscribers of `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.lock()
+            .map
             .get(channel)
             .map_or(0, |entry| entry.subscribers.len())
     }
 
     /// Number of channels the hub tracks.
     pub fn channel_count(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
-    fn deliver(&self, queue: &ClientQueue, message: Utf8Bytes, key: Option<&Arc<str>>) -> bool {
-        match queue.push(message, key) {
+    fn deliver(
+        &self,
+        queue: &ClientQueue,
+        message: Utf8Bytes,
+        key: Option<&Arc<str>>,
+        replacement: Option<&Utf8Bytes>,
+    ) -> bool {
+        match queue.push_conflating(message, key, replacement) {
             Pushed::Queued | Pushed::Conflated => true,
             Pushed::Overflow => {
                 self.slow_closes.increment(1);
@@ -211,186 +407,4 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    use tokio_util::sync::CancellationToken;
-
-    use super::*;
-
-    fn queue(capacity: usize) -> Arc<ClientQueue> {
-        Arc::new(ClientQueue::new(capacity, CancellationToken::new()))
-    }
-
-    fn name(s: &str) -> Arc<str> {
-        Arc::from(s)
-    }
-
-    fn drain(q: &ClientQueue) -> Vec<serde_json::Value> {
-        q.pop_batch(usize::MAX)
-            .into_iter()
-            .map(|m| serde_json::from_str(m.as_str()).expect("json"))
-            .collect()
-    }
-
-    #[test]
-    fn fans_out_shared_bytes_with_per_channel_seq() {
-        let hub = Hub::new();
-        let (a, b) = (queue(8), queue(8));
-        hub.subscribe(1, &a, ChannelKind::Ticks, "ticks.X", None);
-        hub.subscribe(2, &b, ChannelKind::Ticks, "ticks.X", None);
-        drain(&a);
-        drain(&b);
-        let p1 = hub.publish(ChannelKind::Ticks, &name("ticks.X"), r#"{"ltp":1}"#);
-        let p2 = hub.publish(ChannelKind::Ticks, &name("ticks.X"), r#"{"ltp":2}"#);
-        let other = hub.publish(ChannelKind::Ticks, &name("ticks.Y"), r#"{"ltp":3}"#);
-        assert_eq!((p1.seq, p2.seq, other.seq), (1, 2, 1));
-        assert_eq!((p1.delivered, other.delivered), (2, 0));
-        // The same allocation reaches every subscriber.
-        let got_a = a.pop_batch(8);
-        let got_b = b.pop_batch(8);
-        assert_eq!(got_a[0].as_ptr(), got_b[0].as_ptr());
-        let v: serde_json::Value = serde_json::from_str(got_a[1].as_str()).expect("json");
-        assert_eq!(
-            v,
-            serde_json::json!({"type":"tick","channel":"ticks.X","seq":2,"data":{"ltp":2}})
-        );
-    }
-
-    #[test]
-    fn subscriber_gets_subscribed_then_latest_bar() {
-        let hub = Hub::new();
-        hub.publish(ChannelKind::Bars, &name("bars.X"), r#"{"close":1}"#);
-        hub.publish(ChannelKind::Bars, &name("bars.X"), r#"{"close":2}"#);
-        let q = queue(8);
-        hub.subscribe(7, &q, ChannelKind::Bars, "bars.X", None);
-        let got = drain(&q);
-        assert_eq!(
-            got,
-            vec![
-                serde_json::json!({"type":"subscribed","channel":"bars.X"}),
-                serde_json::json!({"type":"bar","channel":"bars.X","seq":2,"data":{"close":2}}),
-            ]
-        );
-    }
-
-    #[test]
-    fn ticks_are_not_snapshotted() {
-        let hub = Hub::new();
-        hub.publish(ChannelKind::Ticks, &name("ticks.X"), r#"{"ltp":1}"#);
-        assert!(!hub.has_latest("ticks.X"));
-        let q = queue(8);
-        hub.subscribe(7, &q, ChannelKind::Ticks, "ticks.X", None);
-        assert_eq!(drain(&q).len(), 1);
-    }
-
-    #[test]
-    fn stored_snapshot_is_used_only_without_a_live_one_and_seeds_seq() {
-        let hub = Hub::new();
-        let stored = Snapshot {
-            seq: 41,
-            message: Utf8Bytes::from(
-                r#"{"type":"bar","channel":"bars.X","seq":41,"data":{"close":9}}"#,
-            ),
-        };
-        let q = queue(8);
-        hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", Some(stored.clone()));
-        let got = drain(&q);
-        assert_eq!(got[1]["seq"], 41);
-        assert!(hub.has_latest("bars.X"));
-        let next = hub.publish(ChannelKind::Bars, &name("bars.X"), r#"{"close":10}"#);
-        assert_eq!(next.seq, 42);
-
-        // A live latest beats an older stored one.
-        let q2 = queue(8);
-        hub.subscribe(2, &q2, ChannelKind::Bars, "bars.X", Some(stored));
-        let got = drain(&q2);
-        assert_eq!(got[1]["seq"], 42);
-        assert_eq!(got[1]["data"]["close"], 10);
-    }
-
-    #[test]
-    fn slow_tick_subscriber_is_closed_others_continue() {
-        let hub = Hub::new();
-        let slow_stop = CancellationToken::new();
-        let slow = Arc::new(ClientQueue::new(2, slow_stop.clone()));
-        let fast = queue(100);
-        hub.subscribe(1, &slow, ChannelKind::Ticks, "ticks.X", None);
-        hub.subscribe(2, &fast, ChannelKind::Ticks, "ticks.X", None);
-        for i in 0..5 {
-            hub.publish(
-                ChannelKind::Ticks,
-                &name("ticks.X"),
-                &format!(r#"{{"i":{i}}}"#),
-            );
-        }
-        assert!(slow_stop.is_cancelled());
-        assert_eq!(
-            slow.close_reason(),
-            Some(crate::queue::CloseReason::SlowConsumer)
-        );
-        assert_eq!(drain(&fast).len(), 6);
-    }
-
-    #[test]
-    fn slow_bar_subscriber_is_closed_not_conflated() {
-        let hub = Hub::new();
-        let stop = CancellationToken::new();
-        let q = Arc::new(ClientQueue::new(2, stop.clone()));
-        hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
-        for i in 0..50 {
-            hub.publish(
-                ChannelKind::Bars,
-                &name("bars.X"),
-                &format!(r#"{{"i":{i}}}"#),
-            );
-        }
-        // Every bar is a distinct candle: skipping some would corrupt the chart.
-        assert!(stop.is_cancelled());
-        assert_eq!(
-            q.close_reason(),
-            Some(crate::queue::CloseReason::SlowConsumer)
-        );
-    }
-
-    #[test]
-    fn a_burst_of_bars_reaches_a_fast_subscriber_whole() {
-        let hub = Hub::new();
-        let q = queue(64);
-        hub.subscribe(1, &q, ChannelKind::Bars, "bars.X", None);
-        for i in 0..9 {
-            hub.publish(
-                ChannelKind::Bars,
-                &name("bars.X"),
-                &format!(r#"{{"i":{i}}}"#),
-            );
-        }
-        let got = drain(&q);
-        let bars: Vec<_> = got
-            .iter()
-            .filter(|m| m["type"] == "bar")
-            .map(|m| m["data"]["i"].clone())
-            .collect();
-        assert_eq!(
-            bars,
-            (0..9).map(serde_json::Value::from).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn unsubscribe_stops_delivery_and_forgets_unused_channels() {
-        let hub = Hub::new();
-        let q = queue(8);
-        hub.subscribe(1, &q, ChannelKind::Ticks, "ticks.NOPE", None);
-        assert_eq!(hub.subscriber_count("ticks.NOPE"), 1);
-        hub.unsubscribe(1, "ticks.NOPE");
-        assert_eq!(hub.channel_count(), 0);
-
-        hub.subscribe(1, &q, ChannelKind::Ticks, "ticks.X", None);
-        hub.publish(ChannelKind::Ticks, &name("ticks.X"), "{}");
-        hub.unsubscribe(1, "ticks.X");
-        drain(&q);
-        hub.publish(ChannelKind::Ticks, &name("ticks.X"), "{}");
-        assert!(q.is_empty());
-        // A channel with data keeps its sequence.
-        assert_eq!(hub.channel_count(), 1);
-    }
-}
+mod tests;

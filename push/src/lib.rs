@@ -1,21 +1,27 @@
-//! The `push` stage: serves live strikeflow data (bars and ticks of NSE index derivatives)
-//! to dashboards over an authenticated WebSocket.
+//! The `push` stage: serves live strikeflow data (option chains, moneyness, indicators,
+//! bars and ticks of NSE index derivatives) to dashboards over an authenticated WebSocket.
 //!
 //! Data flow, one direction only:
 //!
 //! ```text
-//! Kafka (instruments, ticks, bars) ──feed──▶ hub ──per-client queue──▶ WebSocket session
+//! Kafka (instruments, ticks, bars, strikes, chains, moneyness, indicators)
+//!   ──feed──▶ route (decode, number, chain merge, 3/5/15-minute bars)
+//!   ──▶ hub (snapshot + bounded history per channel) ──per-client queue──▶ WebSocket session
 //!                                              └──latest bar──▶ Redis (snapshots)
 //! ```
 //!
-//! * [`feed`] reads every partition of the ticks and bars topics (no consumer group: every
-//!   push instance fans out everything) and the compacted instruments topic, decodes each
-//!   message once and hands the JSON to the hub.
-//! * [`hub`] maps channels to subscribers, numbers each channel's messages and serialises
-//!   each message once into shared bytes that every subscriber's queue clones cheaply.
+//! * [`feed`] reads every partition of the topics (no consumer group: every push instance
+//!   fans out everything) and the compacted instruments topic; `route` decodes each record
+//!   once, numbers it from its Kafka position (`seq`, `epoch`) and hands the JSON to the hub;
+//!   `chain` merges strike rows and chain summaries into one stream per chain, `bars`
+//!   builds the longer bars.
+//! * [`hub`] maps channels to subscribers, keeps each channel's snapshot and recent history
+//!   (for clients resuming with `since`) and serialises each message once into shared bytes
+//!   that every subscriber's queue clones cheaply.
 //! * [`queue`] is the per-client bounded queue: bars and ticks are ordered streams whose
-//!   overflow closes the client (4008 "slow consumer"); snapshot-like kinds (chain and
-//!   strike analytics, to come) conflate to the latest message per channel instead.
+//!   overflow closes the client (4008 "slow consumer"); snapshot-like kinds (chain,
+//!   moneyness, indicators) conflate to the latest value per key instead.
+//! * [`catalogue`] answers `{"op":"list"}`.
 //! * `server` is the axum router (`/healthz`, `/readyz`, `/ws`) with authentication at the
 //!   upgrade, `http` the accept loop (with the request-head deadline), and `session` one
 //!   WebSocket connection.
@@ -27,6 +33,9 @@
 
 mod admission;
 pub mod auth;
+mod bars;
+pub mod catalogue;
+mod chain;
 mod config;
 pub mod feed;
 mod http;
@@ -37,6 +46,7 @@ pub mod protocol;
 pub mod queue;
 pub mod ready;
 pub mod redis_link;
+mod route;
 mod server;
 mod session;
 pub mod snapshot;

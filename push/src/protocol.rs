@@ -1,14 +1,15 @@
 //! The WebSocket wire protocol: JSON text frames.
 //!
-//! Client → server: `{"op":"subscribe","channel":"bars.NIFTY26DECFUT"}`,
-//! `{"op":"unsubscribe","channel":…}`, `{"op":"ping"}` and `{"op":"auth","token":…}` (the
-//! first message of a client that upgraded without a token, or an in-band refresh before
-//! expiry). `docs/protocol.md` is the full description, with authentication, limits and
-//! close codes.
+//! Client → server: `{"op":"subscribe","channel":…[,"since":{"epoch":…,"seq":N}]}`,
+//! `{"op":"unsubscribe","channel":…}`, `{"op":"list"}`, `{"op":"ping"}` and
+//! `{"op":"auth","token":…}` (the first message of a client that upgraded without a token,
+//! or an in-band refresh before expiry). `docs/protocol.md` is the full description, with
+//! channels, numbering, recovery, authentication, limits and close codes.
 //!
-//! Server → client: `{"type":"subscribed","channel":…}`, data
-//! `{"type":"bar"|"tick","channel":…,"seq":N,"data":{…,"tradingsymbol":…}}`,
-//! `{"type":"pong"}`, `{"type":"authenticated","exp":…}` and `{"type":"error","message":…}`.
+//! Server → client: `{"type":"subscribed","channel":…,"epoch":…,"seq":N[,"recovered":…]}`,
+//! data `{"type":"chain"|"moneyness"|"indicator"|"bar"|"tick","channel":…,"epoch":…,
+//! "seq":N[,"snapshot":true],"data":…}`, `{"type":"list",…}`, `{"type":"pong"}`,
+//! `{"type":"authenticated","exp":…}` and `{"type":"error","message":…}`.
 //!
 //! Data envelopes are built as strings around data JSON that was serialised once, so the hub
 //! never re-serialises per subscriber.
@@ -20,14 +21,26 @@ use serde::{Deserialize, Serialize};
 /// Longest channel name accepted from a client; trading symbols are far shorter.
 pub const MAX_CHANNEL_LEN: usize = 128;
 
+/// Bar timeframes push serves, in minutes: one-minute bars come from the bars topic, the
+/// others are built in push from them (see `bars`).
+pub const TIMEFRAMES: [u32; 4] = [1, 3, 5, 15];
+
 /// The kind of data a channel carries; the part of the channel name before the first dot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChannelKind {
-    /// `bars.<tradingsymbol>`: closed OHLCV bars. Snapshot-like: a subscriber gets the latest
-    /// bar at once, and a slow subscriber is conflated to the latest bar.
+    /// `chain.<UNDERLYING>.<EXPIRY>`: the option chain. Snapshot-like: a subscriber gets the
+    /// whole chain, then deltas of the strikes that changed; a slow subscriber's queued delta
+    /// is replaced by the whole current chain.
+    Chain,
+    /// `moneyness.<UNDERLYING>.<EXPIRY>`: moneyness points, conflated per bucket and side.
+    Moneyness,
+    /// `indicators.<SYMBOL>.<TF>`: indicator values, conflated per indicator.
+    Indicators,
+    /// `bars.<SYMBOL>.<TF>`: closed OHLCV bars. A subscriber gets the latest bar at once;
+    /// an ordered series, so a subscriber that cannot keep up is closed.
     Bars,
-    /// `ticks.<tradingsymbol>`: every tick, in order. Never conflated: a subscriber that
-    /// cannot keep up is closed.
+    /// `ticks.<SYMBOL>`: every tick, in order. Never conflated: a subscriber that cannot
+    /// keep up is closed.
     Ticks,
 }
 
@@ -35,6 +48,9 @@ impl ChannelKind {
     /// The channel name prefix (without the dot).
     pub fn prefix(self) -> &'static str {
         match self {
+            ChannelKind::Chain => "chain",
+            ChannelKind::Moneyness => "moneyness",
+            ChannelKind::Indicators => "indicators",
             ChannelKind::Bars => "bars",
             ChannelKind::Ticks => "ticks",
         }
@@ -43,69 +59,162 @@ impl ChannelKind {
     /// The `type` field of this kind's data messages.
     pub fn message_type(self) -> &'static str {
         match self {
+            ChannelKind::Chain => "chain",
+            ChannelKind::Moneyness => "moneyness",
+            ChannelKind::Indicators => "indicator",
             ChannelKind::Bars => "bar",
             ChannelKind::Ticks => "tick",
         }
     }
 
-    /// Whether a slow subscriber may skip to the latest message of a channel of this kind.
-    /// Only snapshot-like kinds may (each message replaces the last); bars and ticks are
-    /// ordered series where every message is a distinct record, so a subscriber that cannot
-    /// keep up is closed instead of silently missing candles. No such kind exists yet: the
-    /// chain and strike analytics channels will be the first.
+    /// Whether a slow subscriber may skip to the latest value of a channel of this kind
+    /// (per key). Only snapshot-like kinds may; bars and ticks are ordered series where
+    /// every message is a distinct record, so a subscriber that cannot keep up is closed
+    /// instead of silently missing candles.
     pub fn conflates(self) -> bool {
-        false
+        matches!(
+            self,
+            ChannelKind::Chain | ChannelKind::Moneyness | ChannelKind::Indicators
+        )
     }
 
-    /// Whether the hub keeps the latest message of a channel of this kind (and Redis a
-    /// copy), so a new subscriber starts from it instead of an empty chart.
+    /// Whether a new subscriber starts from the channel's current state (a snapshot)
+    /// instead of an empty screen. Ticks have no state.
     pub fn keeps_latest(self) -> bool {
-        matches!(self, ChannelKind::Bars)
+        !matches!(self, ChannelKind::Ticks)
     }
 
-    /// The channel carrying this kind of data for `symbol`.
+    /// The channel carrying this kind of data for `symbol` (ticks and one-minute bars'
+    /// short form; see [`bars_channel`] and [`parse_channel`] for the others).
     pub fn channel(self, symbol: &str) -> String {
-        format!("{}.{symbol}", self.prefix())
+        match self {
+            ChannelKind::Bars => bars_channel(symbol, 1),
+            _ => format!("{}.{symbol}", self.prefix()),
+        }
     }
+}
+
+/// The canonical bar channel name: `bars.<symbol>` for one-minute bars (the name push has
+/// always served them under), `bars.<symbol>.<tf>m` for the longer ones.
+pub fn bars_channel(symbol: &str, minutes: u32) -> String {
+    if minutes == 1 {
+        format!("bars.{symbol}")
+    } else {
+        format!("bars.{symbol}.{minutes}m")
+    }
+}
+
+/// `indicators.<symbol>.<tf>m`.
+pub fn indicators_channel(symbol: &str, minutes: u32) -> String {
+    format!("indicators.{symbol}.{minutes}m")
+}
+
+/// `<kind>.<underlying>.<YYYY-MM-DD>` for the chain and moneyness kinds, or `None` for an
+/// expiry that is not a date.
+pub fn chain_channel(kind: ChannelKind, underlying: &str, expiry_days: i32) -> Option<String> {
+    let date = strikeflow_schemas::date_from_days(expiry_days)?;
+    Some(format!("{}.{underlying}.{date}", kind.prefix()))
 }
 
 /// Why a client-supplied channel name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
-    /// The part before the dot is not `bars` or `ticks`.
+    /// The part before the dot is not a channel kind push serves.
     #[error(
-        "unknown channel kind in {0:?} (expected bars.<tradingsymbol> or ticks.<tradingsymbol>)"
+        "unknown channel kind in {0:?} (expected chain.<UNDERLYING>.<EXPIRY>, \
+         moneyness.<UNDERLYING>.<EXPIRY>, indicators.<SYMBOL>.<TF>, bars.<SYMBOL>[.<TF>] or \
+         ticks.<SYMBOL>)"
     )]
     UnknownKind(String),
-    /// Empty symbol, too long, or containing whitespace/control characters.
-    #[error("invalid channel name {0:?}")]
-    Invalid(String),
+    /// Empty symbol, too long, containing whitespace/control characters, or a part
+    /// missing or malformed (expiry not `YYYY-MM-DD`, timeframe not 1m/3m/5m/15m).
+    #[error("invalid channel name {0:?}: {1}")]
+    Invalid(String, &'static str),
 }
 
-/// Parse `bars.X` / `ticks.X` into its kind, validating the symbol part.
-pub fn parse_channel(channel: &str) -> Result<ChannelKind, ChannelError> {
-    let Some((prefix, symbol)) = channel.split_once('.') else {
+/// A parsed, canonical channel name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelName {
+    /// What it carries.
+    pub kind: ChannelKind,
+    /// The canonical name (`bars.X.1m` becomes `bars.X`); replies and data use it.
+    pub name: String,
+}
+
+fn is_tf(s: &str) -> bool {
+    s.strip_suffix('m')
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| TIMEFRAMES.contains(&m) && s == format!("{m}m"))
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// Parse and validate a client's channel name into its kind and canonical name.
+pub fn parse_channel(channel: &str) -> Result<ChannelName, ChannelError> {
+    let Some((prefix, rest)) = channel.split_once('.') else {
         return Err(ChannelError::UnknownKind(truncate(channel)));
     };
     let kind = match prefix {
+        "chain" => ChannelKind::Chain,
+        "moneyness" => ChannelKind::Moneyness,
+        "indicators" => ChannelKind::Indicators,
         "bars" => ChannelKind::Bars,
         "ticks" => ChannelKind::Ticks,
         _ => return Err(ChannelError::UnknownKind(truncate(channel))),
     };
-    let valid = !symbol.is_empty()
-        && channel.len() <= MAX_CHANNEL_LEN
-        && !symbol
+    let invalid = |why| Err(ChannelError::Invalid(truncate(channel), why));
+    if rest.is_empty()
+        || channel.len() > MAX_CHANNEL_LEN
+        || rest
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '*');
-    if valid {
-        Ok(kind)
-    } else {
-        Err(ChannelError::Invalid(truncate(channel)))
+            .any(|c| c.is_whitespace() || c.is_control() || c == '*')
+    {
+        return invalid("empty, too long, or containing blanks, control characters or '*'");
     }
+    let name = match kind {
+        ChannelKind::Chain | ChannelKind::Moneyness => match rest.rsplit_once('.') {
+            Some((underlying, expiry)) if !underlying.is_empty() && is_date(expiry) => {
+                channel.to_owned()
+            }
+            _ => return invalid("expected <UNDERLYING>.<YYYY-MM-DD>"),
+        },
+        ChannelKind::Indicators => match rest.rsplit_once('.') {
+            Some((symbol, tf)) if !symbol.is_empty() && is_tf(tf) => channel.to_owned(),
+            _ => return invalid("expected <SYMBOL>.<TF> with TF one of 1m, 3m, 5m, 15m"),
+        },
+        ChannelKind::Bars => match rest.rsplit_once('.') {
+            Some((symbol, tf)) if !symbol.is_empty() && is_tf(tf) => {
+                bars_channel(symbol, tf.trim_end_matches('m').parse().unwrap_or(1))
+            }
+            _ => channel.to_owned(),
+        },
+        ChannelKind::Ticks => channel.to_owned(),
+    };
+    if name.len() > MAX_CHANNEL_LEN {
+        return invalid("too long");
+    }
+    Ok(ChannelName { kind, name })
 }
 
 fn truncate(s: &str) -> String {
     s.chars().take(MAX_CHANNEL_LEN).collect()
+}
+
+/// Where a resuming client left a channel: the last message it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    /// The epoch of that message.
+    pub epoch: String,
+    /// Its sequence number.
+    pub seq: u64,
 }
 
 /// A request from a client.
@@ -115,6 +224,8 @@ pub enum ClientOp {
     Subscribe {
         /// The channel name.
         channel: String,
+        /// Resume after this message instead of starting from the current state.
+        since: Option<Since>,
     },
     /// Stop receiving a channel.
     Unsubscribe {
@@ -123,6 +234,8 @@ pub enum ClientOp {
     },
     /// Application-level liveness check; answered with `{"type":"pong"}`.
     Ping,
+    /// The catalogue: underlyings, expiries and channel patterns the token allows.
+    List,
     /// Replace the session's token before it expires.
     Auth {
         /// The new JWT.
@@ -150,6 +263,9 @@ pub enum ParseError {
         /// The missing field.
         field: &'static str,
     },
+    /// `since` is not `{"epoch":"…","seq":N}`.
+    #[error("\"since\" must be {{\"epoch\":<string>,\"seq\":<non-negative integer>}}")]
+    BadSince,
 }
 
 impl ClientOp {
@@ -168,9 +284,15 @@ impl ClientOp {
             _ => Err(ParseError::MissingField { op, field }),
         };
         match op.as_str() {
-            "subscribe" => Ok(ClientOp::Subscribe {
-                channel: string("subscribe", "channel")?,
-            }),
+            "subscribe" => {
+                let channel = string("subscribe", "channel")?;
+                let since = match fields.remove("since") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(value) => Some(parse_since(value)?),
+                };
+                Ok(ClientOp::Subscribe { channel, since })
+            }
+            "list" => Ok(ClientOp::List),
             "unsubscribe" => Ok(ClientOp::Unsubscribe {
                 channel: string("unsubscribe", "channel")?,
             }),
@@ -183,6 +305,19 @@ impl ClientOp {
     }
 }
 
+fn parse_since(value: serde_json::Value) -> Result<Since, ParseError> {
+    let serde_json::Value::Object(mut since) = value else {
+        return Err(ParseError::BadSince);
+    };
+    match (since.remove("epoch"), since.remove("seq")) {
+        (Some(serde_json::Value::String(epoch)), Some(seq)) if epoch.len() <= MAX_CHANNEL_LEN => {
+            let seq = seq.as_u64().ok_or(ParseError::BadSince)?;
+            Ok(Since { epoch, seq })
+        }
+        _ => Err(ParseError::BadSince),
+    }
+}
+
 /// A control message from the server (everything except data, which [`data_envelope`]
 /// builds).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,8 +325,18 @@ impl ClientOp {
 pub enum ServerMsg<'a> {
     /// The subscription is active; the snapshot (if any) and live data follow.
     Subscribed {
-        /// The channel.
+        /// The channel (canonical name).
         channel: &'a str,
+        /// The epoch of the channel's numbering, when push has seen the channel.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        /// The channel's latest sequence number, when push has seen the channel.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        /// With `since` only: `true` when exactly the missed messages follow, `false` when a
+        /// fresh snapshot follows instead.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     /// Answer to `{"op":"ping"}`.
     Pong,
@@ -227,11 +372,20 @@ pub struct WithSymbol<'a, T> {
     pub tradingsymbol: Option<&'a str>,
 }
 
-/// Build `{"type":…,"channel":…,"seq":…,"data":…}` around already-serialised `data` JSON.
-pub fn data_envelope(kind: ChannelKind, channel: &str, seq: u64, data: &str) -> String {
-    let channel = JsonStr(channel);
+/// Build `{"type":…,"channel":…,"epoch":…,"seq":…,"data":…}` around already-serialised
+/// `data` JSON; a snapshot (the channel's whole state) also carries `"snapshot":true`.
+pub fn data_envelope(
+    kind: ChannelKind,
+    channel: &str,
+    epoch: &str,
+    seq: u64,
+    snapshot: bool,
+    data: &str,
+) -> String {
+    let (channel, epoch) = (JsonStr(channel), JsonStr(epoch));
+    let flag = if snapshot { r#","snapshot":true"# } else { "" };
     format!(
-        r#"{{"type":"{}","channel":{channel},"seq":{seq},"data":{data}}}"#,
+        r#"{{"type":"{}","channel":{channel},"epoch":{epoch},"seq":{seq}{flag},"data":{data}}}"#,
         kind.message_type()
     )
 }
@@ -258,144 +412,10 @@ pub struct SnapshotHead {
     pub channel: String,
     /// Its per-channel sequence number.
     pub seq: u64,
+    /// The epoch of that number.
+    #[serde(default)]
+    pub epoch: String,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_ops() {
-        assert_eq!(
-            ClientOp::parse(r#"{"op":"subscribe","channel":"bars.NIFTY26DECFUT"}"#),
-            Ok(ClientOp::Subscribe {
-                channel: "bars.NIFTY26DECFUT".into()
-            })
-        );
-        assert_eq!(
-            ClientOp::parse(r#"{"op":"unsubscribe","channel":"ticks.X"}"#),
-            Ok(ClientOp::Unsubscribe {
-                channel: "ticks.X".into()
-            })
-        );
-        assert_eq!(ClientOp::parse(r#"{"op":"ping"}"#), Ok(ClientOp::Ping));
-        assert_eq!(
-            ClientOp::parse(r#"{"op":"auth","token":"a.b.c"}"#),
-            Ok(ClientOp::Auth {
-                token: "a.b.c".into()
-            })
-        );
-    }
-
-    #[test]
-    fn rejects_bad_frames() {
-        assert!(matches!(
-            ClientOp::parse("{not json"),
-            Err(ParseError::Malformed(_))
-        ));
-        assert!(matches!(
-            ClientOp::parse("[1,2]"),
-            Err(ParseError::Malformed(_))
-        ));
-        assert_eq!(ClientOp::parse("{}"), Err(ParseError::MissingOp));
-        assert_eq!(ClientOp::parse(r#"{"op":5}"#), Err(ParseError::MissingOp));
-        assert_eq!(
-            ClientOp::parse(r#"{"op":"dance"}"#),
-            Err(ParseError::UnknownOp("dance".into()))
-        );
-        assert_eq!(
-            ClientOp::parse(r#"{"op":"subscribe"}"#),
-            Err(ParseError::MissingField {
-                op: "subscribe",
-                field: "channel"
-            })
-        );
-        assert_eq!(
-            ClientOp::parse(r#"{"op":"subscribe","channel":7}"#),
-            Err(ParseError::MissingField {
-                op: "subscribe",
-                field: "channel"
-            })
-        );
-    }
-
-    #[test]
-    fn parses_channels() {
-        assert_eq!(parse_channel("bars.NIFTY26DECFUT"), Ok(ChannelKind::Bars));
-        assert_eq!(parse_channel("ticks.M&M"), Ok(ChannelKind::Ticks));
-        assert_eq!(parse_channel("bars.BAJAJ-AUTO"), Ok(ChannelKind::Bars));
-        assert!(matches!(
-            parse_channel("quotes.X"),
-            Err(ChannelError::UnknownKind(_))
-        ));
-        assert!(matches!(
-            parse_channel("bars"),
-            Err(ChannelError::UnknownKind(_))
-        ));
-        assert!(matches!(
-            parse_channel("bars."),
-            Err(ChannelError::Invalid(_))
-        ));
-        assert!(matches!(
-            parse_channel("bars.A B"),
-            Err(ChannelError::Invalid(_))
-        ));
-        assert!(matches!(
-            parse_channel("bars.*"),
-            Err(ChannelError::Invalid(_))
-        ));
-        let long = format!("bars.{}", "X".repeat(MAX_CHANNEL_LEN));
-        assert!(matches!(
-            parse_channel(&long),
-            Err(ChannelError::Invalid(_))
-        ));
-    }
-
-    #[test]
-    fn server_messages_have_the_documented_shape() {
-        let v: serde_json::Value =
-            serde_json::from_str(&ServerMsg::Subscribed { channel: "bars.X" }.to_json())
-                .expect("json");
-        assert_eq!(
-            v,
-            serde_json::json!({"type":"subscribed","channel":"bars.X"})
-        );
-        let v: serde_json::Value = serde_json::from_str(&ServerMsg::Pong.to_json()).expect("json");
-        assert_eq!(v, serde_json::json!({"type":"pong"}));
-        let v: serde_json::Value = serde_json::from_str(
-            &ServerMsg::Error {
-                message: "no \"x\"",
-            }
-            .to_json(),
-        )
-        .expect("json");
-        assert_eq!(v, serde_json::json!({"type":"error","message":"no \"x\""}));
-    }
-
-    #[test]
-    fn envelope_is_valid_json_with_escaped_channel() {
-        #[derive(Serialize)]
-        struct Rec {
-            ltp: f64,
-        }
-        let data = serde_json::to_string(&WithSymbol {
-            record: &Rec { ltp: 1.5 },
-            tradingsymbol: Some("M&M\"X"),
-        })
-        .expect("data");
-        let text = data_envelope(ChannelKind::Ticks, "ticks.M&M\"X", 7, &data);
-        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        assert_eq!(
-            v,
-            serde_json::json!({
-                "type": "tick",
-                "channel": "ticks.M&M\"X",
-                "seq": 7,
-                "data": {"ltp": 1.5, "tradingsymbol": "M&M\"X"}
-            })
-        );
-        let head: SnapshotHead = serde_json::from_str(&text).expect("head");
-        assert_eq!(head.seq, 7);
-        assert_eq!(head.kind, "tick");
-    }
-}
+mod tests;

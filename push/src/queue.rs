@@ -4,13 +4,16 @@
 //! the client's session drains it onto the socket. It is bounded so one stuck client cannot
 //! grow the server's memory:
 //!
-//! * Ordered messages (ticks, control replies) count against `capacity`; one that does not
-//!   fit means the client cannot keep up, and the queue closes it as a slow consumer.
-//! * Conflating messages (bars) carry a key (their channel). A newer message replaces a
-//!   still-queued one with the same key in place, so a slow client skips straight to the
-//!   latest bar and the channel's order is kept. They are admitted even when the queue is
+//! * Ordered messages (ticks, bars, control replies) count against `capacity` and
+//!   `max_bytes`; one that does not fit means the client cannot keep up, and the queue
+//!   closes it as a slow consumer.
+//! * Conflating messages (chain, moneyness, indicators) carry a key (their channel, or
+//!   channel and item). Once the client is behind (`capacity` messages queued), a newer
+//!   message replaces the last still-queued one with the same key in place, so a slow
+//!   client skips straight to the latest value and the channel's order is kept; a chain delta replaces a queued one with the chain's whole current state, since
+//!   deltas cannot simply overwrite each other. They are admitted even when the queue is
 //!   full: there is at most one queued per key, so their number is bounded by the client's
-//!   subscriptions.
+//!   subscriptions and the channels' keys.
 //!
 //! Closing cancels the session's token, so a session blocked writing to a dead socket stops
 //! at once instead of waiting for TCP.
@@ -107,6 +110,8 @@ struct State {
     head: u64,
     /// Number of queued messages without a key (the ones `capacity` limits).
     ordered: usize,
+    /// Bytes of the queued messages without a key (the ones `max_bytes` limits).
+    ordered_bytes: usize,
     closed: Option<CloseReason>,
 }
 
@@ -115,6 +120,7 @@ pub struct ClientQueue {
     state: Mutex<State>,
     ready: Notify,
     capacity: usize,
+    max_bytes: usize,
     stop: CancellationToken,
 }
 
@@ -126,8 +132,16 @@ impl ClientQueue {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             capacity: capacity.max(1),
+            max_bytes: usize::MAX,
             stop,
         }
+    }
+
+    /// Also bound the bytes of queued ordered messages (`push.client_queue_bytes`): a client
+    /// that lets more pile up is closed as a slow consumer.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> ClientQueue {
+        self.max_bytes = max_bytes.max(1);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -139,17 +153,32 @@ impl ClientQueue {
     /// Queue `msg`. With a `key`, replace any still-queued message with that key instead.
     /// Never blocks.
     pub fn push(&self, msg: Utf8Bytes, key: Option<&Arc<str>>) -> Pushed {
+        self.push_conflating(msg, key, None)
+    }
+
+    /// Like [`ClientQueue::push`], but a still-queued message with the same `key` is
+    /// replaced by `replacement` when given (a chain's whole current state, which supersedes
+    /// the queued delta and the new one together) instead of by `msg`.
+    pub fn push_conflating(
+        &self,
+        msg: Utf8Bytes,
+        key: Option<&Arc<str>>,
+        replacement: Option<&Utf8Bytes>,
+    ) -> Pushed {
         let mut state = self.lock();
         if state.closed.is_some() || self.stop.is_cancelled() {
             return Pushed::Closed;
         }
         if let Some(key) = key {
-            if let Some(&pos) = state.keyed.get(key) {
+            // Conflate only a client that is behind (a full queue's worth waiting): one
+            // that keeps up gets every update.
+            let behind = state.items.len() >= self.capacity;
+            if let Some(&pos) = state.keyed.get(key).filter(|_| behind) {
                 let index = pos
                     .checked_sub(state.head)
                     .and_then(|i| usize::try_from(i).ok());
                 if let Some(entry) = index.and_then(|i| state.items.get_mut(i)) {
-                    entry.msg = msg;
+                    entry.msg = replacement.cloned().unwrap_or(msg);
                     return Pushed::Conflated;
                 }
             }
@@ -160,7 +189,10 @@ impl ClientQueue {
                 msg,
             });
         } else {
-            if state.ordered >= self.capacity {
+            if state.ordered >= self.capacity
+                || (state.ordered > 0
+                    && state.ordered_bytes.saturating_add(msg.len()) > self.max_bytes)
+            {
                 state.closed = Some(CloseReason::SlowConsumer);
                 drop(state);
                 self.stop.cancel();
@@ -168,6 +200,7 @@ impl ClientQueue {
                 return Pushed::Overflow;
             }
             state.ordered += 1;
+            state.ordered_bytes += msg.len();
             state.items.push_back(Entry { key: None, msg });
         }
         drop(state);
@@ -192,7 +225,10 @@ impl ClientQueue {
                         state.keyed.remove(&key);
                     }
                 }
-                None => state.ordered = state.ordered.saturating_sub(1),
+                None => {
+                    state.ordered = state.ordered.saturating_sub(1);
+                    state.ordered_bytes = state.ordered_bytes.saturating_sub(entry.msg.len());
+                }
             }
             out.push(entry.msg);
         }
@@ -259,6 +295,21 @@ mod tests {
     }
 
     #[test]
+    fn ordered_bytes_beyond_the_bound_close_the_client() {
+        let stop = CancellationToken::new();
+        let q = ClientQueue::new(100, stop.clone()).with_max_bytes(10);
+        assert_eq!(q.push("123456".into(), None), Pushed::Queued);
+        assert_eq!(q.push("1234".into(), None), Pushed::Queued);
+        assert_eq!(q.push("1".into(), None), Pushed::Overflow);
+        assert!(stop.is_cancelled());
+        // A single message larger than the bound still goes to an otherwise empty queue.
+        let q = ClientQueue::new(100, CancellationToken::new()).with_max_bytes(4);
+        assert_eq!(q.push("123456".into(), None), Pushed::Queued);
+        assert_eq!(texts(q.pop_batch(1)), vec!["123456"]);
+        assert_eq!(q.push("12".into(), None), Pushed::Queued);
+    }
+
+    #[test]
     fn popping_frees_room() {
         let q = ClientQueue::new(2, CancellationToken::new());
         q.push("a".into(), None);
@@ -270,8 +321,8 @@ mod tests {
     }
 
     #[test]
-    fn keyed_messages_conflate_in_place() {
-        let q = ClientQueue::new(10, CancellationToken::new());
+    fn keyed_messages_conflate_in_place_once_behind() {
+        let q = ClientQueue::new(3, CancellationToken::new());
         let x: Arc<str> = Arc::from("bars.X");
         let y: Arc<str> = Arc::from("bars.Y");
         q.push("x1".into(), Some(&x));
@@ -280,9 +331,34 @@ mod tests {
         assert_eq!(q.push("x2".into(), Some(&x)), Pushed::Conflated);
         assert_eq!(q.push("x3".into(), Some(&x)), Pushed::Conflated);
         assert_eq!(texts(q.pop_batch(10)), vec!["x3", "t1", "y1"]);
-        // Once sent, the next bar queues afresh.
+        // Once sent, the next value queues afresh.
         assert_eq!(q.push("x4".into(), Some(&x)), Pushed::Queued);
         assert_eq!(texts(q.pop_batch(10)), vec!["x4"]);
+    }
+
+    #[test]
+    fn a_client_that_keeps_up_gets_every_keyed_message() {
+        let q = ClientQueue::new(3, CancellationToken::new());
+        let x: Arc<str> = Arc::from("chain.X");
+        let full: Utf8Bytes = "whole".into();
+        assert_eq!(
+            q.push_conflating("d1".into(), Some(&x), Some(&full)),
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push_conflating("d2".into(), Some(&x), Some(&full)),
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push_conflating("d3".into(), Some(&x), Some(&full)),
+            Pushed::Queued
+        );
+        // Now behind: the latest queued delta becomes the whole state.
+        assert_eq!(
+            q.push_conflating("d4".into(), Some(&x), Some(&full)),
+            Pushed::Conflated
+        );
+        assert_eq!(texts(q.pop_batch(10)), vec!["d1", "d2", "whole"]);
     }
 
     #[test]
@@ -299,7 +375,7 @@ mod tests {
 
     #[test]
     fn conflation_survives_partial_pops() {
-        let q = ClientQueue::new(10, CancellationToken::new());
+        let q = ClientQueue::new(2, CancellationToken::new());
         let x: Arc<str> = Arc::from("bars.X");
         q.push("t1".into(), None);
         q.push("t2".into(), None);

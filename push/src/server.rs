@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, Refusal};
 use crate::auth::KeySet;
+use crate::catalogue::Catalogue;
 use crate::feed::Feed;
 use crate::hub::Hub;
 use crate::limits::Limits;
@@ -51,6 +52,7 @@ pub(crate) struct AppState {
     pub(crate) presence: Arc<Presence>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) snapshots: Arc<SnapshotStore>,
+    pub(crate) catalogue: Arc<Catalogue>,
     pub(crate) readiness: Readiness,
     /// Cancelled when push stops; each session watches a child of it.
     pub(crate) shutdown: CancellationToken,
@@ -69,6 +71,7 @@ pub struct PushServer {
     redis: Arc<RedisLink>,
     hub: Arc<Hub>,
     snapshots: Arc<SnapshotStore>,
+    catalogue: Arc<Catalogue>,
     presence: Arc<Presence>,
     feed: Feed,
     postgres: tokio_postgres::Config,
@@ -96,12 +99,15 @@ impl PushServer {
         let namespace = &config.kafka.topics.prefix;
         let snapshots = Arc::new(SnapshotStore::new(redis.clone(), namespace));
         let presence = Arc::new(Presence::new(redis.clone(), namespace));
-        let hub = Arc::new(Hub::new());
+        let hub = Arc::new(Hub::with_history(config.settings.history_bytes));
+        let catalogue = Arc::new(Catalogue::default());
         let feed = Feed::new(
             &config.kafka.brokers,
             config.kafka.topics.clone(),
+            config.settings.replay(),
             hub.clone(),
             snapshots.clone(),
+            catalogue.clone(),
         )?;
         let listener = TcpListener::bind(config.settings.listen)
             .await
@@ -125,6 +131,7 @@ impl PushServer {
             redis,
             hub,
             snapshots,
+            catalogue,
             presence,
             feed,
             postgres,
@@ -147,6 +154,7 @@ impl PushServer {
             redis,
             hub,
             snapshots,
+            catalogue,
             presence,
             feed,
             postgres,
@@ -168,6 +176,7 @@ impl PushServer {
             presence: presence.clone(),
             hub,
             snapshots: snapshots.clone(),
+            catalogue,
             readiness,
             shutdown: stop.clone(),
             _sessions: sessions_tx,

@@ -25,7 +25,7 @@ use crate::admission::{self, close_reason, Refusal, Ticket};
 use crate::auth::{AuthError, Claims};
 use crate::hub::ClientId;
 use crate::limits::{ConnectionSlot, RateLimit};
-use crate::protocol::{parse_channel, ClientOp, ServerMsg};
+use crate::protocol::{parse_channel, ChannelKind, ClientOp, ServerMsg, Since};
 use crate::queue::{
     ClientQueue, CloseReason, Pushed, CLOSE_AUTH_TIMEOUT, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG,
     CLOSE_UNAUTHORIZED,
@@ -68,7 +68,10 @@ pub(crate) async fn run(mut socket: WebSocket, state: Arc<AppState>, start: Star
         }
     };
     let stop = state.shutdown.child_token();
-    let queue = Arc::new(ClientQueue::new(state.settings.client_queue, stop));
+    let queue = Arc::new(
+        ClientQueue::new(state.settings.client_queue, stop)
+            .with_max_bytes(state.settings.client_queue_bytes),
+    );
     let id = ticket.id;
     let clients = metrics::gauge!(stats::CLIENTS);
     clients.increment(1.0);
@@ -399,8 +402,17 @@ impl Reader<'_> {
     async fn on_text(&mut self, text: &str) -> Option<Instant> {
         match ClientOp::parse(text) {
             Err(err) => self.error(&err.to_string()),
-            Ok(ClientOp::Subscribe { channel }) => self.subscribe(channel).await,
+            Ok(ClientOp::Subscribe { channel, since }) => {
+                self.subscribe(channel, since.as_ref()).await;
+            }
+            Ok(ClientOp::List) => {
+                let reply = self.state.catalogue.list(&self.claims);
+                if self.queue.push(Utf8Bytes::from(reply), None) == Pushed::Overflow {
+                    metrics::counter!(stats::SLOW_CLIENT_CLOSES).increment(1);
+                }
+            }
             Ok(ClientOp::Unsubscribe { channel }) => {
+                let channel = parse_channel(&channel).map_or(channel, |parsed| parsed.name);
                 if self.subscriptions.remove(&channel) {
                     self.state.hub.unsubscribe(self.id, &channel);
                 }
@@ -411,9 +423,9 @@ impl Reader<'_> {
         None
     }
 
-    async fn subscribe(&mut self, channel: String) {
-        let kind = match parse_channel(&channel) {
-            Ok(kind) => kind,
+    async fn subscribe(&mut self, requested: String, since: Option<&Since>) {
+        let (kind, channel) = match parse_channel(&requested) {
+            Ok(parsed) => (parsed.kind, parsed.name),
             Err(err) => return self.error(&err.to_string()),
         };
         if !self.claims.allows(&channel) {
@@ -433,7 +445,7 @@ impl Reader<'_> {
             return self.error(&format!("too many subscriptions (at most {max})"));
         }
         let hub = &self.state.hub;
-        let stored = if kind.keeps_latest() && !hub.has_latest(&channel) {
+        let stored = if kind == ChannelKind::Bars && !hub.has_latest(&channel) {
             match tokio::time::timeout(SNAPSHOT_READ_TIMEOUT, self.state.snapshots.load(&channel))
                 .await
             {
@@ -450,7 +462,7 @@ impl Reader<'_> {
         } else {
             None
         };
-        hub.subscribe(self.id, self.queue, kind, &channel, stored);
+        hub.subscribe(self.id, self.queue, kind, &channel, since, stored);
         self.subscriptions.insert(channel);
     }
 

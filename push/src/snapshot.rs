@@ -99,6 +99,7 @@ impl SnapshotStore {
         }
         Ok(Some(Snapshot {
             seq: head.seq,
+            epoch: head.epoch,
             message: Utf8Bytes::from(text),
         }))
     }

@@ -1,6 +1,7 @@
 //! Metric names, in one place so dashboards and code agree.
 
-/// Counter: Kafka messages read, labelled `kind` = instrument | tick | bar.
+/// Counter: Kafka messages read, labelled `kind` = instrument | tick | bar | strike | chain |
+/// moneyness | indicator.
 pub(crate) const MESSAGES_IN: &str = "push_messages_in_total";
 /// Counter: messages queued to clients (one per client per message).
 pub(crate) const DELIVERIES: &str = "push_deliveries_total";

@@ -241,10 +241,7 @@ async fn first_message_auth_within_the_deadline() {
     assert_eq!(reply["exp"], good["exp"]);
     let channel = format!("bars.X{}", unique());
     send_json(&mut ws, json!({"op":"subscribe","channel":channel})).await;
-    assert_eq!(
-        next_json(&mut ws).await,
-        json!({"type":"subscribed","channel":channel})
-    );
+    expect_subscribed(&mut ws, &channel).await;
 
     // Anything but `auth` first: 4003.
     let mut ws = connect_in_band(&server).await;

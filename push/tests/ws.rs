@@ -169,10 +169,7 @@ async fn bad_requests_get_errors_and_the_socket_stays_open() {
     assert_eq!(next_json(&mut ws).await, json!({"type":"pong"}));
     let channel = format!("bars.X{}", unique());
     send_json(&mut ws, json!({"op":"subscribe","channel":channel})).await;
-    assert_eq!(
-        next_json(&mut ws).await,
-        json!({"type":"subscribed","channel":channel})
-    );
+    expect_subscribed(&mut ws, &channel).await;
     server.stop().await;
 }
 
@@ -189,10 +186,7 @@ async fn bar_reaches_subscriber_and_late_joiner_gets_the_snapshot() {
 
     let mut first = connect(&server, &token(&["bars.*"])).await;
     send_json(&mut first, json!({"op":"subscribe","channel":channel})).await;
-    assert_eq!(
-        next_json(&mut first).await,
-        json!({"type":"subscribed","channel":channel})
-    );
+    expect_subscribed(&mut first, &channel).await;
 
     let inst = strikeflow_schemas::encode(&instrument(token_id, &symbol)).expect("encode");
     produce(
@@ -227,10 +221,7 @@ async fn bar_reaches_subscriber_and_late_joiner_gets_the_snapshot() {
     // A second client gets `subscribed`, then the latest bar at once.
     let mut second = connect(&server, &token(&[])).await;
     send_json(&mut second, json!({"op":"subscribe","channel":channel})).await;
-    assert_eq!(
-        next_json(&mut second).await,
-        json!({"type":"subscribed","channel":channel})
-    );
+    expect_subscribed(&mut second, &channel).await;
     assert_eq!(next_json(&mut second).await, latest);
 
     // The same message is in Redis.
@@ -269,15 +260,12 @@ async fn bar_reaches_subscriber_and_late_joiner_gets_the_snapshot() {
     }
     server.stop().await;
 
-    // A fresh instance (nothing in memory, reading bars from the live end) serves the
-    // snapshot from Redis.
+    // A fresh instance (nothing in memory) serves the same latest bar: replayed from the
+    // bars topic (push.replay_secs), or from Redis when the topic has nothing that recent.
     let restarted = TestServer::start(config(&topics)).await;
     let mut third = connect(&restarted, &token(&["bars.*"])).await;
     send_json(&mut third, json!({"op":"subscribe","channel":channel})).await;
-    assert_eq!(
-        next_json(&mut third).await,
-        json!({"type":"subscribed","channel":channel})
-    );
+    expect_subscribed(&mut third, &channel).await;
     assert_eq!(next_json(&mut third).await, latest);
     restarted.stop().await;
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod chain;
 pub(crate) mod tokens;
 
 use std::net::SocketAddr;
@@ -314,4 +315,13 @@ pub(crate) async fn produce_bars_until_received(
             return (msg, index, produced - 1);
         }
     }
+}
+
+/// Read the `subscribed` reply for `channel` (its `epoch` and `seq` are there once push has
+/// seen the channel); returns it.
+pub(crate) async fn expect_subscribed(ws: &mut Ws, channel: &str) -> Value {
+    let reply = next_json(ws).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    assert_eq!(reply["channel"], channel, "{reply}");
+    reply
 }
