@@ -17,6 +17,7 @@
 
 mod batch;
 mod config;
+mod copy;
 mod metrics;
 mod offsets;
 mod ownership;

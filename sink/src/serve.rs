@@ -77,6 +77,10 @@ async fn serve(
             // Bounded read-ahead: about two batches per partition are fetched ahead of the
             // one being written (librdkafka's default is 100,000 messages per partition).
             .set("queued.min.messages", (2 * settings.batch_rows).to_string())
+            // Once that read-ahead is full librdkafka looks again only after this pause
+            // (1,000 ms by default): a sink writing a batch in ~0.1 s would then idle most of
+            // each second (docs/benchmarks.md, "Ticks, as shipped").
+            .set("fetch.queue.backoff.ms", "10")
             .create()?;
     let consumer = Arc::new(consumer);
     let mut assignment = partitions::Assignment::new(consumer.clone(), &inputs);

@@ -1,36 +1,14 @@
 //! Writing one batch and its offsets in one PostgreSQL transaction.
 
-use std::pin::pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use strikeflow_schemas::Instrument;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, GenericClient, Transaction};
 
 use crate::{Batch, SinkError};
 
 /// Creates the per-session staging tables rows are copied into before their upsert
-/// (binary COPY cannot resolve conflicts itself): bars' here, the other tables' in
-/// [`crate::tables`].
+/// (binary COPY cannot resolve conflicts itself; see [`crate::tables`]).
 pub(crate) async fn prepare_session(client: &Client) -> Result<(), Error> {
-    client
-        .batch_execute(
-            "CREATE TEMP TABLE IF NOT EXISTS bars_1m_stage \
-             (LIKE bars_1m INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-        )
-        .await?;
     crate::tables::prepare_session(client).await
-}
-
-/// Event-time micros since the epoch as a timestamp PostgreSQL can take in binary COPY.
-pub(crate) fn timestamp(micros: i64) -> SystemTime {
-    let magnitude = Duration::from_micros(micros.unsigned_abs());
-    if micros >= 0 {
-        UNIX_EPOCH + magnitude
-    } else {
-        UNIX_EPOCH - magnitude
-    }
 }
 
 /// Inserts or updates instrument definitions by token. Shared by the sink and by
@@ -125,57 +103,5 @@ pub(crate) async fn write_rows(tx: &Transaction<'_>, batch: &Batch<'_>) -> Resul
     upsert_instruments(tx, batch.instruments.values()).await?;
 
     crate::tables::write_ticks(tx, &batch.ticks).await?;
-
-    if !batch.bars.is_empty() {
-        let sink = tx
-            .copy_in(
-                "COPY bars_1m_stage (instrument_token, window_start, window_end, open, high, low, close, \
-                 volume, oi, tick_count) FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        let types = [
-            Type::INT8,
-            Type::TIMESTAMPTZ,
-            Type::TIMESTAMPTZ,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::INT8,
-            Type::INT8,
-            Type::INT4,
-        ];
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-        for b in batch.bars.values() {
-            let (start, end) = (timestamp(b.window_start), timestamp(b.window_end));
-            let row: [&(dyn ToSql + Sync); 10] = [
-                &b.instrument_token,
-                &start,
-                &end,
-                &b.open,
-                &b.high,
-                &b.low,
-                &b.close,
-                &b.volume,
-                &b.oi,
-                &b.tick_count,
-            ];
-            writer.as_mut().write(&row).await?;
-        }
-        writer.finish().await?;
-        // A processor that replays after a crash re-emits bars; the upsert makes that
-        // idempotent instead of duplicating them.
-        tx.batch_execute(
-            "INSERT INTO bars_1m (instrument_token, window_start, window_end, open, high, low, close, \
-             volume, oi, tick_count) \
-             SELECT instrument_token, window_start, window_end, open, high, low, close, volume, oi, tick_count \
-             FROM bars_1m_stage \
-             ON CONFLICT (instrument_token, window_start) DO UPDATE SET window_end = EXCLUDED.window_end, \
-             open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, \
-             volume = EXCLUDED.volume, oi = EXCLUDED.oi, tick_count = EXCLUDED.tick_count",
-        )
-        .await?;
-    }
-
     crate::tables::write(tx, batch).await
 }

@@ -28,29 +28,59 @@ pub(super) fn require_psql() -> Result<()> {
     }
 }
 
-/// Runs one psql meta-command or statement against `url`, stopping at the first error;
-/// returns how long psql took (start-up and connection included).
-pub(super) fn run(url: &str, command: &str) -> Result<Duration> {
+/// Reports, as a notice, the CPU time the session's backend has used (`cpu_ns=…`, from
+/// `/proc/<pid>/schedstat` read by the server); silent where that cannot be read (not
+/// Linux, or a role without `pg_read_server_files`).
+const BACKEND_CPU: &str = "DO $$ BEGIN \
+    RAISE NOTICE 'cpu_ns=%', split_part(pg_read_file('/proc/' || pg_backend_pid() || '/schedstat'), ' ', 1); \
+    EXCEPTION WHEN OTHERS THEN NULL; END $$";
+
+/// How long a psql run took, and the CPU time of its PostgreSQL backend when known.
+pub(super) struct Run {
+    /// psql's start-up and connection included.
+    pub(super) wall: Duration,
+    /// The backend's CPU time over the whole session (connection set-up included).
+    pub(super) backend_cpu: Option<Duration>,
+}
+
+/// Runs one psql meta-command or statement against `url`, stopping at the first error,
+/// then asks the backend for its CPU time; the CPU query is not part of the timed work but
+/// is inside `wall` (a round trip).
+pub(super) fn run(url: &str, command: &str) -> Result<Run> {
     let started = Instant::now();
     let out = Command::new("psql")
         .arg(url)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", command])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            command,
+            "-c",
+            BACKEND_CPU,
+        ])
         .output()
         .context("running psql")?;
-    let elapsed = started.elapsed();
+    let wall = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!(
             "psql -c {command:?} failed ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            stderr.trim()
         );
     }
-    Ok(elapsed)
+    let backend_cpu = stderr
+        .split_once("cpu_ns=")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map(Duration::from_nanos);
+    Ok(Run { wall, backend_cpu })
 }
 
 /// `\copy target FROM 'file' (FORMAT format)`, timed; `target` is a table, optionally
 /// with a column list.
-pub(super) fn copy_from(url: &str, target: &str, file: &Path, format: &str) -> Result<Duration> {
+pub(super) fn copy_from(url: &str, target: &str, file: &Path, format: &str) -> Result<Run> {
     run(
         url,
         &format!("\\copy {target} FROM {} (FORMAT {format})", quote(file)),

@@ -76,8 +76,8 @@ struct Figures {
 /// One table's figures.
 struct Table {
     rows: i64,
-    csv: Duration,
-    binary: Duration,
+    csv: psql::Run,
+    binary: psql::Run,
     ours: SinkRun,
     identical: bool,
     split: Option<Split>,
@@ -88,6 +88,8 @@ struct Split {
     decode: Duration,
     write: Duration,
     batches: usize,
+    /// CPU time of this process and of its PostgreSQL backend during `write_batch`.
+    write_cpu: Cpu,
 }
 
 /// How long the sink took to store a backlog.
@@ -98,6 +100,78 @@ struct SinkRun {
     after_first: Duration,
     /// Records covered by the first committed batch.
     first_batch: i64,
+    /// CPU time of this process (the sink, and the bench polling its progress) and of the
+    /// sink's PostgreSQL backend, from start until every record was stored.
+    cpu: Cpu,
+}
+
+/// CPU time used by the client and by its PostgreSQL backend over a measured span, when
+/// both are local Linux processes (`/proc`); on a shared, busy machine wall times vary
+/// with the load, CPU times much less.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    ours: Option<Duration>,
+    backend: Option<Duration>,
+}
+
+impl Cpu {
+    fn add(&mut self, ours: Option<Duration>, backend: Option<Duration>) {
+        let sum = |a: Option<Duration>, b: Option<Duration>| Some(a.unwrap_or_default() + b?);
+        self.ours = sum(self.ours, ours);
+        self.backend = sum(self.backend, backend);
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |d: Option<Duration>| d.map_or("n/a".to_owned(), |d| format!("{d:.2?}"));
+        write!(
+            f,
+            "CPU: strikeflow {}, its PostgreSQL backend {}",
+            show(self.ours),
+            show(self.backend)
+        )
+    }
+}
+
+/// CPU time a local process has used so far, all its threads (`/proc/<pid>/task/*/schedstat`,
+/// nanoseconds on a CPU); `None` where there is no such process or no `/proc`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut total = 0_u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// The local process id of the PostgreSQL backend behind `client`, if the server runs on
+/// this machine (its pid is a process named `postgres` here).
+async fn local_backend(client: &Client) -> Result<Option<u32>> {
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    Ok(u32::try_from(pid).ok().filter(|pid| is_postgres(*pid)))
+}
+
+fn is_postgres(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+}
+
+/// CPU used by this process and by `backend` since `since` (from [`cpu_now`]).
+fn cpu_since(since: (Option<Duration>, Option<Duration>), backend: Option<u32>) -> Cpu {
+    let (ours, theirs) = cpu_now(backend);
+    let delta = |now: Option<Duration>, then: Option<Duration>| Some(now?.saturating_sub(then?));
+    Cpu {
+        ours: delta(ours, since.0),
+        backend: delta(theirs, since.1),
+    }
+}
+
+/// CPU used so far by this process and by `backend`.
+fn cpu_now(backend: Option<u32>) -> (Option<Duration>, Option<Duration>) {
+    (cpu_time(std::process::id()), backend.and_then(cpu_time))
 }
 
 impl Figures {
@@ -115,7 +189,7 @@ impl Figures {
         self.ticks.print();
         println!(
             "  strikes: {} rows (TickProcessor outputs of {} simulated ticks, 1 ms apart), 25 columns, \
-             COPY into a stage + INSERT … ON CONFLICT into strike_analytics",
+             upserted (new keys: COPY straight into strike_analytics)",
             self.strikes.rows, self.strike_source_ticks
         );
         self.strikes.print();
@@ -126,15 +200,21 @@ impl Table {
     fn print(&self) {
         let rate = |d: Duration| self.rows as f64 / d.as_secs_f64();
         let ours = rate(self.ours.total);
+        let backend = |run: &psql::Run| {
+            run.backend_cpu
+                .map_or("n/a".to_owned(), |d| format!("{d:.2?}"))
+        };
         println!(
-            "    reference psql \\copy, CSV file:     {:>10.0} rows/s ({:.2?})",
-            rate(self.csv),
-            self.csv
+            "    reference psql \\copy, CSV file:     {:>10.0} rows/s ({:.2?}; CPU: its PostgreSQL backend {})",
+            rate(self.csv.wall),
+            self.csv.wall,
+            backend(&self.csv)
         );
         println!(
-            "    reference psql \\copy, binary file:  {:>10.0} rows/s ({:.2?})",
-            rate(self.binary),
-            self.binary
+            "    reference psql \\copy, binary file:  {:>10.0} rows/s ({:.2?}; CPU: its PostgreSQL backend {})",
+            rate(self.binary.wall),
+            self.binary.wall,
+            backend(&self.binary)
         );
         let steady = match self.rows - self.ours.first_batch {
             0 => "one batch".to_owned(),
@@ -145,25 +225,27 @@ impl Table {
         };
         println!(
             "    strikeflow sink (Kafka → decode → batch → COPY + offsets, one transaction per batch): \
-             {ours:>10.0} rows/s ({:.2?} from start; {steady})",
-            self.ours.total,
+             {ours:>10.0} rows/s ({:.2?} from start; {steady}; {})",
+            self.ours.total, self.ours.cpu,
         );
         if let Some(split) = &self.split {
             let both = split.decode + split.write;
             println!(
                 "    breakdown, same rows without Kafka (decode, then write_batch per {}-row batch): \
-                 {:>10.0} rows/s ({both:.2?}: decode {:.2?}, write_batch = COPY + offsets + commit {:.2?}, {} batches)",
+                 {:>10.0} rows/s ({both:.2?}: decode {:.2?}, write_batch = COPY + offsets + commit {:.2?}, {} batches; \
+                 write_batch {})",
                 self.rows / split.batches.max(1) as i64,
                 self.rows as f64 / both.as_secs_f64(),
                 split.decode,
                 split.write,
-                split.batches
+                split.batches,
+                split.write_cpu,
             );
         }
         println!(
             "    ratio to \\copy CSV: {:.2}   to \\copy binary: {:.2}   stored rows equal the reference's: {}",
-            ours / rate(self.csv),
-            ours / rate(self.binary),
+            ours / rate(self.csv.wall),
+            ours / rate(self.binary.wall),
             if self.identical { "yes" } else { "NO" }
         );
     }
@@ -356,11 +438,29 @@ async fn run_sink(
              WHERE consumer = $1 AND topic = $2",
         )
         .await?;
+    let backend_of_sink = db
+        .prepare(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = $1",
+        )
+        .await?;
+    let application = format!("strikeflow sink {CONSUMER}");
     let shutdown = CancellationToken::new();
     let started = Instant::now();
+    let cpu_start = cpu_now(None);
+    let mut backend: Option<u32> = None;
     let stage = tokio::spawn(strikeflow_sink::run(sink, shutdown.clone()));
     let mut first: Option<(Instant, i64)> = None;
     let finished = loop {
+        if backend.is_none() {
+            // The sink's session counts from its start: it connects within milliseconds and
+            // is idle until its first batch.
+            let pids = db.query(&backend_of_sink, &[&application]).await?;
+            backend = pids
+                .first()
+                .and_then(|row| u32::try_from(row.get::<_, i32>(0)).ok())
+                .filter(|pid| is_postgres(*pid));
+        }
         let row = db.query_one(&progress, &[&CONSUMER, &topic]).await?;
         let done: i64 = row.get(0);
         let now = Instant::now();
@@ -380,6 +480,8 @@ async fn run_sink(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    let mut cpu = cpu_since(cpu_start, None);
+    cpu.backend = backend.and_then(cpu_time);
     shutdown.cancel();
     stage.await?.context("the sink failed")?;
     let (first_at, first_batch) = first.unwrap_or((finished, records));
@@ -387,6 +489,7 @@ async fn run_sink(
         total: finished - started,
         after_first: finished - first_at,
         first_batch,
+        cpu,
     })
 }
 
@@ -408,8 +511,10 @@ async fn without_kafka(
             &[&SINK_LOCK_CLASS, &WRITER],
         )
         .await?;
+    let backend = local_backend(&client).await?;
     let sources = Sources::new(topics);
     let (mut decode, mut write, mut batches) = (Duration::ZERO, Duration::ZERO, 0);
+    let mut write_cpu = Cpu::default();
     let mut offset = 0_i64;
     for chunk in payloads.chunks(config.sink.batch_rows.max(1)) {
         let mut batch = Batch::new(&sources);
@@ -421,14 +526,18 @@ async fn without_kafka(
         batch.offsets.insert((Source::Ticks, 0), offset);
         decode += started.elapsed();
         let started = Instant::now();
+        let cpu_start = cpu_now(backend);
         write_batch(&mut client, WRITER, &batch).await?;
         write += started.elapsed();
+        let used = cpu_since(cpu_start, backend);
+        write_cpu.add(used.ours, used.backend);
         batches += 1;
     }
     Ok(Split {
         decode,
         write,
         batches,
+        write_cpu,
     })
 }
 
@@ -440,7 +549,7 @@ async fn binary_reference(
     dir: &Path,
     table: &str,
     into: &str,
-) -> Result<Duration> {
+) -> Result<psql::Run> {
     let file: PathBuf = dir.join(format!("{table}.bin"));
     blocking(|| psql::copy_to(url, table, &file, "binary"))?;
     db.batch_execute("CHECKPOINT").await?;
