@@ -147,17 +147,7 @@ async fn a_stored_offset_below_the_log_start_stops_the_sink_with_a_metric() {
     )
     .await
     .unwrap();
-    let mut expire = TopicPartitionList::new();
-    expire
-        .add_partition_offset(&ticks, 0, Offset::Offset(5))
-        .unwrap();
-    admin(&config.kafka.brokers)
-        .delete_records(
-            &expire,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("deleting records");
+    expire_before(&config.kafka.brokers, &ticks, 5).await;
 
     let counters = Counters::default();
     let _guard = metrics::set_default_local_recorder(&counters);
@@ -195,6 +185,21 @@ async fn a_stored_offset_below_the_log_start_stops_the_sink_with_a_metric() {
         .unwrap()
         .get(0);
     assert_eq!(next, 2, "the stored offset is left for the operator");
+}
+
+/// Deletes the records of partition 0 of `topic` before `offset` (as retention would).
+async fn expire_before(brokers: &str, topic: &str, offset: i64) {
+    let mut expire = TopicPartitionList::new();
+    expire
+        .add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    admin(brokers)
+        .delete_records(
+            &expire,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("deleting records");
 }
 
 /// Publishes `n` ticks (seconds `from..from + n` of token 1) to partition 0 of `topic`.
@@ -263,17 +268,7 @@ async fn records_expiring_while_the_sink_lags_stop_it_with_a_metric() {
     )
     .await;
     let end = 10 + BACKLOG;
-    let mut expire = TopicPartitionList::new();
-    expire
-        .add_partition_offset(&ticks, 0, Offset::Offset(end))
-        .unwrap();
-    admin(&config.kafka.brokers)
-        .delete_records(
-            &expire,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("deleting records");
+    expire_before(&config.kafka.brokers, &ticks, end).await;
     blocker.batch_execute("ROLLBACK").await.unwrap();
 
     let error = tokio::time::timeout(Duration::from_secs(120), sink)

@@ -111,28 +111,11 @@ impl PrivatePostgres {
     /// Runs a server command, as `postgres` when the test runs as root; panics with its
     /// output (and the server log) when it fails.
     fn as_server(&self, argv: &[&std::ffi::OsStr]) -> Output {
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]);
-            c.args(argv);
-            c
-        } else {
-            let mut c = Command::new(argv[0]);
-            c.args(&argv[1..]);
-            c
-        };
-        // postgres may not be allowed into the test's working directory.
-        command.current_dir("/");
-        let output = command
+        let output = server_command(argv)
             .output()
             .expect("running a PostgreSQL server command");
         if !output.status.success() {
             let log = std::fs::read_to_string(self.home.join("postgres.log")).unwrap_or_default();
-            let pid =
-                std::fs::read_to_string(self.data().join("postmaster.pid")).unwrap_or_default();
-            let pid = pid.lines().next().unwrap_or_default();
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            eprintln!("DEBUG postmaster {pid}: {status}");
             panic!(
                 "{argv:?} failed: {}\n{}\nserver log:\n{log}",
                 String::from_utf8_lossy(&output.stdout),
@@ -146,21 +129,36 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let pg_ctl = self.bin.join("pg_ctl");
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-            c
-        } else {
-            Command::new(&pg_ctl)
-        };
-        let _ = command
-            .current_dir("/")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        let data = self.data();
+        let _ = server_command(&[
+            pg_ctl.as_os_str(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-m".as_ref(),
+            "immediate".as_ref(),
+            "-w".as_ref(),
+            "stop".as_ref(),
+        ])
+        .output();
         let _ = std::fs::remove_dir_all(&self.home);
     }
+}
+
+/// `argv` as a command, run as `postgres` when the test runs as root (initdb and postgres
+/// refuse root), from `/` (postgres may not be allowed into the test's working directory).
+fn server_command(argv: &[&std::ffi::OsStr]) -> Command {
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]);
+        c.args(argv);
+        c
+    } else {
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..]);
+        c
+    };
+    command.current_dir("/");
+    command
 }
 
 /// The newest server binaries, as `./dev` finds them.
