@@ -3,8 +3,9 @@
 //! The feed publishes each decoded message once, already numbered (`seq` and `epoch` come
 //! from Kafka positions, see `docs/protocol.md`); the hub wraps the serialised data in the
 //! envelope once and hands the same shared bytes to every subscriber's queue (a
-//! reference-count bump per client, no copy, no per-client serialisation). Queues never
-//! block, so one slow client cannot delay the others.
+//! reference-count bump per client, no copy, no per-client serialisation; a [`Frame`] also
+//! carries the MessagePack encoding, made once if a MessagePack client needs it). Queues
+//! never block, so one slow client cannot delay the others.
 //!
 //! Per channel the hub keeps:
 //! * the state a new subscriber starts from: the latest bar, or the whole chain /
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::extract::ws::Utf8Bytes;
 use metrics::Counter;
 
+use crate::frame::Frame;
 use crate::protocol::{data_envelope, ChannelKind, ServerMsg, Since};
 use crate::queue::{ClientQueue, Pushed};
 use crate::stats;
@@ -94,10 +96,10 @@ struct Channel {
     seq: u64,
     /// Every message numbered from this on is known to this node (in `history` or after).
     covered_from: u64,
-    history: VecDeque<(u64, Utf8Bytes)>,
+    history: VecDeque<(u64, Frame)>,
     history_bytes: usize,
     /// What a new subscriber starts from (latest bar, or a `"snapshot":true` message).
-    snapshot: Option<Utf8Bytes>,
+    snapshot: Option<Frame>,
     subscribers: HashMap<ClientId, Subscriber>,
 }
 
@@ -218,7 +220,7 @@ impl Hub {
             entry.covered_from = origins.get(p.epoch).copied().unwrap_or(p.seq).min(p.seq);
         }
         entry.seq = p.seq;
-        let message = Utf8Bytes::from(data_envelope(
+        let message = Frame::from(data_envelope(
             p.kind,
             &entry.name,
             p.epoch,
@@ -228,7 +230,7 @@ impl Hub {
         ));
         match (&p.state, p.kind) {
             (Some(state), _) => {
-                entry.snapshot = Some(Utf8Bytes::from(data_envelope(
+                entry.snapshot = Some(Frame::from(data_envelope(
                     p.kind,
                     &entry.name,
                     p.epoch,
@@ -276,7 +278,7 @@ impl Hub {
         self.deliveries.increment(delivered as u64);
         Published {
             seq: p.seq,
-            message: Some(message),
+            message: Some(message.json().clone()),
             delivered,
         }
     }
@@ -316,7 +318,7 @@ impl Hub {
             recovered,
         }
         .to_json();
-        if !self.deliver(queue, Utf8Bytes::from(subscribed), None, None) {
+        if !self.deliver(queue, Frame::from(subscribed), None, None) {
             return;
         }
         let key = kind.conflates().then_some(&entry.name);
@@ -339,7 +341,7 @@ impl Hub {
                             if origins.contains_key(stored.epoch.as_str()) {
                                 after = after.max(stored.seq);
                             }
-                            entry.snapshot = Some(stored.message);
+                            entry.snapshot = Some(Frame::from(stored.message));
                         }
                     }
                     if let Some(snapshot) = &entry.snapshot {
@@ -390,9 +392,9 @@ impl Hub {
     fn deliver(
         &self,
         queue: &ClientQueue,
-        message: Utf8Bytes,
+        message: Frame,
         key: Option<&Arc<str>>,
-        replacement: Option<&Utf8Bytes>,
+        replacement: Option<&Frame>,
     ) -> bool {
         match queue.push_conflating(message, key, replacement) {
             Pushed::Queued | Pushed::Conflated => true,

@@ -17,7 +17,8 @@
 //!   builds the longer bars.
 //! * [`hub`] maps channels to subscribers, keeps each channel's snapshot and recent history
 //!   (for clients resuming with `since`) and serialises each message once into shared bytes
-//!   that every subscriber's queue clones cheaply.
+//!   that every subscriber's queue clones cheaply; a [`frame::Frame`] adds the MessagePack
+//!   encoding for clients of `strikeflow.v1.msgpack`, made at most once per message.
 //! * [`queue`] is the per-client bounded queue: bars and ticks are ordered streams whose
 //!   overflow closes the client (4008 "slow consumer"); snapshot-like kinds (chain,
 //!   moneyness, indicators) conflate to the latest value per key instead.
@@ -38,6 +39,7 @@ pub mod catalogue;
 mod chain;
 mod config;
 pub mod feed;
+pub mod frame;
 mod http;
 pub mod hub;
 pub mod limits;
@@ -58,7 +60,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::AuthSettings;
 pub use config::{PushConfig, PushSettings};
-pub use server::{PushServer, PROTOCOL_BEARER_PREFIX, PROTOCOL_JSON};
+pub use frame::Format;
+pub use server::{PushServer, PROTOCOL_BEARER_PREFIX, PROTOCOL_JSON, PROTOCOL_MSGPACK};
 
 /// Why the push stage could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]

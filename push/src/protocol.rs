@@ -1,4 +1,5 @@
-//! The WebSocket wire protocol: JSON text frames.
+//! The WebSocket wire protocol: JSON documents, sent as JSON text frames or (subprotocol
+//! `strikeflow.v1.msgpack`) as MessagePack binary frames; see [`crate::frame`].
 //!
 //! Client → server: `{"op":"subscribe","channel":…[,"since":{"epoch":…,"seq":N}]}`,
 //! `{"op":"unsubscribe","channel":…}`, `{"op":"list"}`, `{"op":"ping"}` and
@@ -20,6 +21,10 @@ use serde::{Deserialize, Serialize};
 
 /// Longest channel name accepted from a client; trading symbols are far shorter.
 pub const MAX_CHANNEL_LEN: usize = 128;
+
+/// Deepest nesting accepted in a MessagePack request, as `serde_json` allows in a JSON one
+/// (requests are two levels deep); deeper is refused rather than risking the stack.
+const MAX_MSGPACK_DEPTH: usize = 128;
 
 /// Bar timeframes push serves, in minutes: one-minute bars come from the bars topic, the
 /// others are built in push from them (see `bars`).
@@ -249,6 +254,9 @@ pub enum ParseError {
     /// Not JSON, or not a JSON object.
     #[error("malformed JSON: {0}")]
     Malformed(String),
+    /// A binary frame that is not one MessagePack value, or not a map.
+    #[error("malformed MessagePack: {0}")]
+    MalformedMsgPack(String),
     /// An object without a string `op`.
     #[error("missing \"op\" field")]
     MissingOp,
@@ -273,9 +281,34 @@ impl ClientOp {
     pub fn parse(text: &str) -> Result<ClientOp, ParseError> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
-        let serde_json::Value::Object(mut fields) = value else {
+        let serde_json::Value::Object(fields) = value else {
             return Err(ParseError::Malformed("expected a JSON object".to_owned()));
         };
+        ClientOp::from_fields(fields)
+    }
+
+    /// Parse one client binary frame (MessagePack clients): the MessagePack encoding of the
+    /// same document as the JSON request, a map with string keys.
+    pub fn parse_msgpack(bytes: &[u8]) -> Result<ClientOp, ParseError> {
+        let malformed = |why: String| ParseError::MalformedMsgPack(why);
+        let mut de = rmp_serde::Deserializer::new(bytes);
+        de.set_max_depth(MAX_MSGPACK_DEPTH);
+        let value =
+            serde_json::Value::deserialize(&mut de).map_err(|e| malformed(e.to_string()))?;
+        let rest = de.get_ref().len();
+        if rest > 0 {
+            return Err(malformed(format!("{rest} bytes after the first value")));
+        }
+        let serde_json::Value::Object(fields) = value else {
+            return Err(ParseError::MalformedMsgPack("expected a map".to_owned()));
+        };
+        ClientOp::from_fields(fields)
+    }
+
+    /// The request an object's fields describe.
+    fn from_fields(
+        mut fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ClientOp, ParseError> {
         let Some(serde_json::Value::String(op)) = fields.remove("op") else {
             return Err(ParseError::MissingOp);
         };

@@ -21,9 +21,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::frame::Frame;
 
 /// Close code sent to a client that fell behind on an ordered stream.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -98,7 +99,7 @@ pub enum Pushed {
 
 struct Entry {
     key: Option<Arc<str>>,
-    msg: Utf8Bytes,
+    msg: Frame,
 }
 
 #[derive(Default)]
@@ -115,7 +116,9 @@ struct State {
     closed: Option<CloseReason>,
 }
 
-/// A bounded, partly conflating queue of text frames for one client.
+/// A bounded, partly conflating queue of messages for one client. Messages are [`Frame`]s,
+/// shared with every other recipient; their size is counted as their JSON's, whatever
+/// format the client receives them in.
 pub struct ClientQueue {
     state: Mutex<State>,
     ready: Notify,
@@ -152,7 +155,7 @@ impl ClientQueue {
 
     /// Queue `msg`. With a `key`, replace any still-queued message with that key instead.
     /// Never blocks.
-    pub fn push(&self, msg: Utf8Bytes, key: Option<&Arc<str>>) -> Pushed {
+    pub fn push(&self, msg: Frame, key: Option<&Arc<str>>) -> Pushed {
         self.push_conflating(msg, key, None)
     }
 
@@ -161,9 +164,9 @@ impl ClientQueue {
     /// the queued delta and the new one together) instead of by `msg`.
     pub fn push_conflating(
         &self,
-        msg: Utf8Bytes,
+        msg: Frame,
         key: Option<&Arc<str>>,
-        replacement: Option<&Utf8Bytes>,
+        replacement: Option<&Frame>,
     ) -> Pushed {
         let mut state = self.lock();
         if state.closed.is_some() || self.stop.is_cancelled() {
@@ -209,7 +212,7 @@ impl ClientQueue {
     }
 
     /// Take up to `max` queued messages, oldest first (possibly none).
-    pub fn pop_batch(&self, max: usize) -> Vec<Utf8Bytes> {
+    pub fn pop_batch(&self, max: usize) -> Vec<Frame> {
         let mut state = self.lock();
         let n = max.min(state.items.len());
         let mut out = Vec::with_capacity(n);
@@ -277,7 +280,7 @@ impl ClientQueue {
 mod tests {
     use super::*;
 
-    fn texts(v: Vec<Utf8Bytes>) -> Vec<String> {
+    fn texts(v: Vec<Frame>) -> Vec<String> {
         v.into_iter().map(|m| m.as_str().to_owned()).collect()
     }
 
@@ -340,7 +343,7 @@ mod tests {
     fn a_client_that_keeps_up_gets_every_keyed_message() {
         let q = ClientQueue::new(3, CancellationToken::new());
         let x: Arc<str> = Arc::from("chain.X");
-        let full: Utf8Bytes = "whole".into();
+        let full: Frame = "whole".into();
         assert_eq!(
             q.push_conflating("d1".into(), Some(&x), Some(&full)),
             Pushed::Queued

@@ -22,6 +22,7 @@ use crate::admission::{self, Refusal};
 use crate::auth::KeySet;
 use crate::catalogue::Catalogue;
 use crate::feed::Feed;
+use crate::frame::Format;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::presence::Presence;
@@ -35,6 +36,12 @@ use crate::{http, stats, PushConfig, PushError, PushSettings};
 /// it; one offering it without a token in the request authenticates with a first `auth`
 /// message instead of being refused.
 pub const PROTOCOL_JSON: &str = "strikeflow.v1";
+/// The WebSocket subprotocol of the same protocol in MessagePack: every server message is a
+/// binary frame holding the MessagePack encoding of the document a JSON client gets as
+/// text, and requests may be MessagePack binary frames or JSON text frames. Otherwise like
+/// [`PROTOCOL_JSON`] (first-message authentication included). A client offering both gets
+/// the one it lists first.
+pub const PROTOCOL_MSGPACK: &str = "strikeflow.v1.msgpack";
 /// Prefix of the subprotocol that carries the token (`bearer.<jwt>`), for browsers, which
 /// cannot set an `Authorization` header on a WebSocket. Never selected, never echoed.
 pub const PROTOCOL_BEARER_PREFIX: &str = "bearer.";
@@ -250,8 +257,9 @@ struct WsQuery {
 }
 
 /// The WebSocket endpoint: take a node slot, authenticate (refusing the upgrade with 401,
-/// 429 or 503), then hand the socket to a session. A client offering the `strikeflow.v1`
-/// subprotocol without a token is upgraded and must authenticate in its first message.
+/// 429 or 503), then hand the socket to a session in the format the subprotocol chose (see
+/// [`preferred_protocols`]). A client offering `strikeflow.v1` or `strikeflow.v1.msgpack`
+/// without a token is upgraded and must authenticate in its first message.
 async fn ws(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -268,19 +276,26 @@ async fn ws(
         })
         .or_else(|| query.ok().and_then(|q| q.0.token))
         .filter(|t| !t.is_empty());
-    let in_band = offered.iter().any(|p| p == PROTOCOL_JSON);
+    let in_band = offered
+        .iter()
+        .any(|p| p == PROTOCOL_JSON || p == PROTOCOL_MSGPACK);
     if token.is_none() && !in_band {
         let refusal = Refusal::Missing(
             "missing token: send `Authorization: Bearer <jwt>`, the subprotocol \
-             `bearer.<jwt>`, `?token=<jwt>`, or offer `strikeflow.v1` and send \
-             {\"op\":\"auth\"} first",
+             `bearer.<jwt>`, `?token=<jwt>`, or offer `strikeflow.v1` (or \
+             `strikeflow.v1.msgpack`) and send {\"op\":\"auth\"} first",
         );
         refusal.count();
         return refusal.http();
     }
     let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
+        Ok(upgrade) => upgrade.protocols(preferred_protocols(&offered)),
         Err(rejection) => return rejection.into_response(),
+    };
+    // What the handshake answers is what the session speaks.
+    let format = match upgrade.selected_protocol() {
+        Some(selected) if selected.as_bytes() == PROTOCOL_MSGPACK.as_bytes() => Format::MsgPack,
+        _ => Format::Json,
     };
     let Some(slot) = state.limits.try_connect() else {
         let refusal = Refusal::NodeLimit;
@@ -302,12 +317,23 @@ async fn ws(
     // anything over it with 1009 after reading it whole (see `session`).
     let hard_limit = state.settings.max_frame_bytes.saturating_mul(2);
     upgrade
-        .protocols([PROTOCOL_JSON])
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_failed_upgrade(|err| tracing::debug!(error = %err, "websocket upgrade failed"))
-        .on_upgrade(move |socket| session::run(socket, state, start))
+        .on_upgrade(move |socket| session::run(socket, state, start, format))
+}
+
+/// The subprotocols push speaks, in the order to select from what the client offers: of
+/// `strikeflow.v1` and `strikeflow.v1.msgpack`, the one the client lists first (clients list
+/// subprotocols by preference, RFC 6455 §4.1), JSON when it offers neither.
+fn preferred_protocols(offered: &[String]) -> [&'static str; 2] {
+    let position = |name: &str| offered.iter().position(|p| p == name);
+    match (position(PROTOCOL_JSON), position(PROTOCOL_MSGPACK)) {
+        (None, Some(_)) => [PROTOCOL_MSGPACK, PROTOCOL_JSON],
+        (Some(json), Some(msgpack)) if msgpack < json => [PROTOCOL_MSGPACK, PROTOCOL_JSON],
+        _ => [PROTOCOL_JSON, PROTOCOL_MSGPACK],
+    }
 }
 
 /// The subprotocols a client offers (`Sec-WebSocket-Protocol`, comma-separated, possibly
@@ -353,6 +379,24 @@ mod tests {
             HeaderValue::from_static("Basic dXNlcg=="),
         );
         assert_eq!(bearer_token(&headers), None);
+    }
+
+    #[test]
+    fn the_first_offered_format_is_preferred() {
+        let offer = |list: &[&str]| {
+            let offered: Vec<String> = list.iter().map(|p| (*p).to_owned()).collect();
+            preferred_protocols(&offered)[0]
+        };
+        assert_eq!(offer(&[]), PROTOCOL_JSON);
+        assert_eq!(offer(&["bearer.x"]), PROTOCOL_JSON);
+        assert_eq!(offer(&[PROTOCOL_JSON]), PROTOCOL_JSON);
+        assert_eq!(offer(&["bearer.x", PROTOCOL_MSGPACK]), PROTOCOL_MSGPACK);
+        assert_eq!(offer(&[PROTOCOL_MSGPACK, PROTOCOL_JSON]), PROTOCOL_MSGPACK);
+        assert_eq!(offer(&[PROTOCOL_JSON, PROTOCOL_MSGPACK]), PROTOCOL_JSON);
+        assert_eq!(
+            offer(&["other", PROTOCOL_MSGPACK, "x", PROTOCOL_JSON]),
+            PROTOCOL_MSGPACK
+        );
     }
 
     #[test]

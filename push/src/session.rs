@@ -10,6 +10,10 @@
 //! A client that upgraded without a token first goes through `authenticate`: its first
 //! message must be `auth`, within a deadline. The reader enforces the per-connection limits
 //! (request rate, message size, subscriptions) and re-checks revocation at each refresh.
+//!
+//! Each session has the [`Format`] its subprotocol chose: the writer sends every queued
+//! [`Frame`] as JSON text or as MessagePack binary, and a MessagePack client's requests may
+//! come as MessagePack binary frames or as JSON text frames.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,9 +27,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::admission::{self, close_reason, Refusal, Ticket};
 use crate::auth::{AuthError, Claims};
+use crate::frame::{Format, Frame};
 use crate::hub::ClientId;
 use crate::limits::{ConnectionSlot, RateLimit};
-use crate::protocol::{parse_channel, ChannelKind, ClientOp, ServerMsg, Since};
+use crate::protocol::{parse_channel, ChannelKind, ClientOp, ParseError, ServerMsg, Since};
 use crate::queue::{
     ClientQueue, CloseReason, Pushed, CLOSE_AUTH_TIMEOUT, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG,
     CLOSE_UNAUTHORIZED,
@@ -56,12 +61,12 @@ pub(crate) enum Start {
     },
 }
 
-/// Run one client's session until it closes or push shuts down.
-pub(crate) async fn run(mut socket: WebSocket, state: Arc<AppState>, start: Start) {
+/// Run one client's session, in `format`, until it closes or push shuts down.
+pub(crate) async fn run(mut socket: WebSocket, state: Arc<AppState>, start: Start, format: Format) {
     let ticket = match start {
         Start::Ready(ticket) => ticket,
         Start::AwaitingAuth { slot, id } => {
-            match authenticate(&mut socket, &state, slot, id).await {
+            match authenticate(&mut socket, &state, slot, id, format).await {
                 Some(ticket) => ticket,
                 None => return,
             }
@@ -83,12 +88,13 @@ pub(crate) async fn run(mut socket: WebSocket, state: Arc<AppState>, start: Star
         id,
         state: &state,
         queue: &queue,
+        format,
         claims: ticket.claims.clone(),
         subscriptions: HashSet::new(),
         rate: RateLimit::new(settings.ops_per_sec, settings.ops_burst),
     };
     tokio::join!(
-        write_loop(sink, &queue, settings.ping_interval()),
+        write_loop(sink, &queue, settings.ping_interval(), format),
         reader.run(stream)
     );
     for channel in reader.subscriptions.drain() {
@@ -99,19 +105,21 @@ pub(crate) async fn run(mut socket: WebSocket, state: Arc<AppState>, start: Star
     tracing::debug!(client = id, reason = ?queue.close_reason(), "client disconnected");
 }
 
-/// The first-message handshake of a client that upgraded without a token: its first text
-/// message must be `{"op":"auth","token":…}` and arrive within `push.auth_timeout_secs`.
-/// Anything else closes the socket with a documented code; `None` then.
+/// The first-message handshake of a client that upgraded without a token: its first
+/// message must be `{"op":"auth","token":…}` (a text frame, or for a MessagePack client also
+/// a binary one) and arrive within `push.auth_timeout_secs`. Anything else closes the socket
+/// with a documented code; `None` then.
 async fn authenticate(
     socket: &mut WebSocket,
     state: &AppState,
     slot: ConnectionSlot,
     id: ClientId,
+    format: Format,
 ) -> Option<Ticket> {
     let deadline = Instant::now() + Duration::from_secs(state.settings.auth_timeout_secs);
     let max_frame = state.settings.max_frame_bytes;
     let required = "authentication required: send {\"op\":\"auth\",\"token\":…} first";
-    let text = loop {
+    let request = loop {
         let frame = tokio::select! {
             _ = state.shutdown.cancelled() => {
                 close_socket(socket, CLOSE_GOING_AWAY, "server shutting down").await;
@@ -140,7 +148,16 @@ async fn authenticate(
                 close_socket(socket, CLOSE_MESSAGE_TOO_BIG, "message too big").await;
                 return None;
             }
-            Ok(Some(Ok(Message::Text(text)))) => break text,
+            Ok(Some(Ok(Message::Text(text)))) => break ClientOp::parse(text.as_str()),
+            Ok(Some(Ok(Message::Binary(bytes)))) if format == Format::MsgPack => {
+                if bytes.len() > max_frame {
+                    metrics::counter!(stats::POLICY_CLOSES, "reason" => "frame_too_big")
+                        .increment(1);
+                    close_socket(socket, CLOSE_MESSAGE_TOO_BIG, "message too big").await;
+                    return None;
+                }
+                break ClientOp::parse_msgpack(&bytes);
+            }
             Ok(Some(Ok(Message::Binary(_)))) => {
                 Refusal::Missing(required).count();
                 close_socket(socket, CLOSE_UNAUTHORIZED, required).await;
@@ -148,18 +165,20 @@ async fn authenticate(
             }
         }
     };
-    let Ok(ClientOp::Auth { token }) = ClientOp::parse(text.as_str()) else {
+    let Ok(ClientOp::Auth { token }) = request else {
         Refusal::Missing(required).count();
         close_socket(socket, CLOSE_UNAUTHORIZED, required).await;
         return None;
     };
     match admission::admit(state, &token, slot, id).await {
         Ok(ticket) => {
-            let reply = ServerMsg::Authenticated {
-                exp: ticket.claims.exp,
-            }
-            .to_json();
-            if socket.send(Message::Text(reply.into())).await.is_err() {
+            let reply = Frame::from(
+                ServerMsg::Authenticated {
+                    exp: ticket.claims.exp,
+                }
+                .to_json(),
+            );
+            if socket.send(outgoing(&reply, format)?).await.is_err() {
                 return None;
             }
             Some(ticket)
@@ -202,11 +221,28 @@ fn is_too_big(err: axum::Error) -> bool {
     )
 }
 
-/// The writing half: queue → socket, plus server pings.
+/// The WebSocket message carrying `frame` to a client of `format`. Should a message not
+/// encode (never expected: push builds every message as valid JSON), the client gets an
+/// `error` message saying so in its place, so it knows it missed one.
+fn outgoing(frame: &Frame, format: Format) -> Option<Message> {
+    match frame.to_message(format) {
+        Ok(message) => Some(message),
+        Err(err) => {
+            tracing::error!(error = %err, ?format, "a message could not be encoded");
+            let notice = ServerMsg::Error {
+                message: &err.to_string(),
+            };
+            Frame::from(notice.to_json()).to_message(format).ok()
+        }
+    }
+}
+
+/// The writing half: queue → socket (in the client's format), plus server pings.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     queue: &ClientQueue,
     ping_every: Duration,
+    format: Format,
 ) {
     let stop = queue.stop_token().clone();
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
@@ -230,11 +266,14 @@ async fn write_loop(
             }
             continue;
         }
-        for msg in batch {
+        for frame in batch {
+            let Some(message) = outgoing(&frame, format) else {
+                continue;
+            };
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break 'outer,
-                sent = sink.feed(Message::Text(msg)) => if sent.is_err() {
+                sent = sink.feed(message) => if sent.is_err() {
                     queue.close(CloseReason::PeerGone);
                     break 'outer;
                 }
@@ -287,6 +326,9 @@ struct Reader<'a> {
     id: u64,
     state: &'a AppState,
     queue: &'a Arc<ClientQueue>,
+    /// The client's format: replies are sent in it, and a MessagePack client may send
+    /// requests as binary frames.
+    format: Format,
     claims: Claims,
     subscriptions: HashSet<String>,
     rate: RateLimit,
@@ -337,7 +379,14 @@ impl Reader<'_> {
                     }
                     match frame {
                         Some(Ok(Message::Text(text))) => {
-                            if let Some(new_expiry) = self.on_text(text.as_str()).await {
+                            let request = ClientOp::parse(text.as_str());
+                            if let Some(new_expiry) = self.on_request(request).await {
+                                expiry.as_mut().reset(new_expiry);
+                            }
+                        }
+                        Some(Ok(Message::Binary(bytes))) if self.format == Format::MsgPack => {
+                            let request = ClientOp::parse_msgpack(&bytes);
+                            if let Some(new_expiry) = self.on_request(request).await {
                                 expiry.as_mut().reset(new_expiry);
                             }
                         }
@@ -398,16 +447,17 @@ impl Reader<'_> {
         Instant::now() + lifetime
     }
 
-    /// Handle one request. Returns the new expiry if the token was refreshed.
-    async fn on_text(&mut self, text: &str) -> Option<Instant> {
-        match ClientOp::parse(text) {
+    /// Handle one request (or answer why it could not be read). Returns the new expiry if
+    /// the token was refreshed.
+    async fn on_request(&mut self, request: Result<ClientOp, ParseError>) -> Option<Instant> {
+        match request {
             Err(err) => self.error(&err.to_string()),
             Ok(ClientOp::Subscribe { channel, since }) => {
                 self.subscribe(channel, since.as_ref()).await;
             }
             Ok(ClientOp::List) => {
                 let reply = self.state.catalogue.list(&self.claims);
-                if self.queue.push(Utf8Bytes::from(reply), None) == Pushed::Overflow {
+                if self.queue.push(Frame::from(reply), None) == Pushed::Overflow {
                     metrics::counter!(stats::SLOW_CLIENT_CLOSES).increment(1);
                 }
             }
@@ -514,7 +564,7 @@ impl Reader<'_> {
     }
 
     fn reply(&self, msg: &ServerMsg<'_>) {
-        if self.queue.push(Utf8Bytes::from(msg.to_json()), None) == Pushed::Overflow {
+        if self.queue.push(Frame::from(msg.to_json()), None) == Pushed::Overflow {
             metrics::counter!(stats::SLOW_CLIENT_CLOSES).increment(1);
         }
     }

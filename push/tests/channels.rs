@@ -160,7 +160,7 @@ async fn warm_up_ticks(
     from: i64,
     clients: &mut [&mut Ws],
 ) -> i64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + STARTUP;
     let mut i = from;
     let mut seen = vec![false; clients.len()];
     while !seen.iter().all(|s| *s) {
@@ -357,11 +357,11 @@ fn option(token: i64, name: &str, expiry: i32) -> Instrument {
     }
 }
 
-/// The `list` reply for a token granting `channels`; with `wait`, asks again until the
-/// instrument master (read at start-up) has filled the catalogue.
+/// The `list` reply for a token granting `channels`; with `wait`, asks again (for up to
+/// [`STARTUP`]) until the instrument master (read at start-up) has filled the catalogue.
 async fn list(server: &TestServer, channels: &[&str], wait: bool) -> Value {
     let mut ws = connect(server, &hs256(&claims("trader", channels))).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + STARTUP;
     loop {
         send_json(&mut ws, json!({"op":"list"})).await;
         let reply = next_json(&mut ws).await;
@@ -470,6 +470,11 @@ async fn moneyness_indicators_and_built_bars_flow_from_kafka() {
     )
     .await;
     let server = TestServer::start(config(&topics)).await;
+    // Produce only once the node has read the instrument master (its catalogue lists the
+    // future's underlying): bars and indicators are named by trading symbol, and a node
+    // still catching up when they come would publish them under the token instead.
+    let listed = list(&server, &["*"], true).await;
+    assert_eq!(listed["underlyings"][0]["underlying"], "NIFTY", "{listed}");
     let token = hs256(&claims("trader", &["*"]));
     let (bars3, indicators5, moneyness) = (
         format!("bars.{symbol}.3m"),
@@ -532,14 +537,22 @@ async fn moneyness_indicators_and_built_bars_flow_from_kafka() {
     )
     .await;
 
-    // Read until the three indicator values and the moneyness point are in; bars come on
-    // their own channel meanwhile.
+    // Read until the three indicator values, the moneyness point and two built bars are in
+    // (the three topics are read side by side, in no set order). One deadline for all of
+    // it: the first messages come only once the node has assigned and replayed the fresh
+    // topics, which on a loaded machine can take long.
+    let deadline = tokio::time::Instant::now() + STARTUP;
     let (mut built, mut values, mut points) = (Vec::new(), Vec::new(), Vec::new());
-    while values.len() < 3 || points.is_empty() {
-        // Generous: a node under load may still be reading the instrument master.
-        let msg = match next_frame(&mut ws, Duration::from_secs(30)).await {
+    while values.len() < 3 || points.is_empty() || built.len() < 2 {
+        let msg = match next_frame_by(&mut ws, deadline).await {
             Some(Frame::Json(msg)) => msg,
-            other => panic!("waiting for indicators and moneyness: {other:?}"),
+            other => panic!(
+                "waiting for indicators, moneyness and bars (have {} indicator values, {} \
+                 moneyness points, {} bars): {other:?}",
+                values.len(),
+                points.len(),
+                built.len()
+            ),
         };
         match msg["type"].as_str() {
             Some("bar") => built.push(msg),

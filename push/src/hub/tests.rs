@@ -342,3 +342,44 @@ fn unsubscribe_stops_delivery_and_forgets_unused_channels() {
     // A channel with data keeps its history.
     assert_eq!(hub.channel_count(), 1);
 }
+
+#[test]
+fn a_broadcast_is_encoded_to_msgpack_once_and_only_on_demand() {
+    let hub = Hub::new();
+    let (a, b, c) = (queue(8), queue(8), queue(8));
+    for (id, q) in [(1, &a), (2, &b), (3, &c)] {
+        hub.subscribe(id, q, ChannelKind::Bars, "bars.X", None, None);
+        q.pop_batch(8);
+    }
+    publish(
+        &hub,
+        ChannelKind::Bars,
+        "bars.X",
+        5,
+        r#"{"close":26000.5,"oi":7}"#,
+    );
+    let (got_a, got_b, got_c) = (a.pop_batch(8), b.pop_batch(8), c.pop_batch(8));
+    // Nobody asked for MessagePack yet: nothing was encoded.
+    assert!(!got_a[0].has_msgpack());
+    // Two MessagePack clients (a, b) share one encoding; a JSON client (c) shares it too.
+    let for_a = got_a[0].msgpack().expect("msgpack");
+    assert!(got_b[0].has_msgpack() && got_c[0].has_msgpack());
+    let for_b = got_b[0].msgpack().expect("msgpack");
+    assert_eq!(for_a.as_ptr(), for_b.as_ptr());
+    assert_eq!(for_a, for_b);
+    // The channel's snapshot for the next subscriber is the same message, already encoded.
+    let d = queue(8);
+    hub.subscribe(4, &d, ChannelKind::Bars, "bars.X", None, None);
+    let got_d = d.pop_batch(8);
+    assert_eq!(got_d.len(), 2, "subscribed, then the latest bar");
+    assert!(got_d[1].has_msgpack());
+    assert_eq!(
+        got_d[1].msgpack().expect("msgpack").as_ptr(),
+        for_a.as_ptr()
+    );
+    // And it is the JSON document, in MessagePack.
+    let decoded: serde_json::Value = rmp_serde::from_slice(&for_a).expect("decodes");
+    let json: serde_json::Value = serde_json::from_str(got_c[0].as_str()).expect("json");
+    assert_eq!(decoded, json);
+    assert_eq!(decoded["data"]["close"], 26000.5);
+}

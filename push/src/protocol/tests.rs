@@ -85,6 +85,59 @@ fn rejects_bad_frames() {
     );
 }
 
+fn msgpack(value: serde_json::Value) -> Vec<u8> {
+    rmp_serde::to_vec_named(&value).expect("encode")
+}
+
+#[test]
+fn parses_msgpack_ops_like_json_ones() {
+    for text in [
+        r#"{"op":"subscribe","channel":"ticks.X","since":{"epoch":"e/1","seq":7}}"#,
+        r#"{"op":"unsubscribe","channel":"ticks.X"}"#,
+        r#"{"op":"list"}"#,
+        r#"{"op":"ping"}"#,
+        r#"{"op":"auth","token":"a.b.c"}"#,
+        r#"{"op":"dance"}"#,
+        r#"{"op":"subscribe","channel":7}"#,
+        r#"{"op":"subscribe","channel":"ticks.X","since":{"epoch":"e","seq":-1}}"#,
+    ] {
+        let value: serde_json::Value = serde_json::from_str(text).expect("json");
+        assert_eq!(
+            ClientOp::parse_msgpack(&msgpack(value)),
+            ClientOp::parse(text),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn rejects_bad_msgpack_frames() {
+    let malformed = |bytes: &[u8]| {
+        matches!(
+            ClientOp::parse_msgpack(bytes),
+            Err(ParseError::MalformedMsgPack(_))
+        )
+    };
+    let ping = msgpack(serde_json::json!({"op":"ping"}));
+    assert!(malformed(&[]));
+    assert!(malformed(&[0xc1]), "reserved marker");
+    assert!(malformed(&ping[..ping.len() - 1]), "truncated");
+    let mut trailing = ping.clone();
+    trailing.push(0xc0);
+    assert!(malformed(&trailing), "bytes after the value");
+    assert!(malformed(&msgpack(serde_json::json!([1, 2]))), "not a map");
+    assert!(malformed(&msgpack(serde_json::json!("op"))), "not a map");
+    // A map with an integer key is no JSON object.
+    assert!(malformed(&[0x81, 0x01, 0x01]));
+    // Nested far deeper than any request: refused, not a stack overflow.
+    let mut deep = vec![0x81, 0xa1, b'x'];
+    deep.extend(std::iter::repeat_n(0x91, 100_000));
+    deep.push(0xc0);
+    assert!(malformed(&deep));
+    assert!(ClientOp::parse_msgpack(&[0xa1, b'x'])
+        .is_err_and(|e| e.to_string().starts_with("malformed MessagePack: ")));
+}
+
 #[test]
 fn parses_channels() {
     let ok = |c: &str| parse_channel(c).map(|p| (p.kind, p.name));

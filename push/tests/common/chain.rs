@@ -10,7 +10,7 @@ use strikeflow_schemas::{
     encode, BuildUp, ChainAnalytics, ChainKey, OptionSide, ReferenceKind, StrikeAnalytics, Topics,
 };
 
-use super::{brokers, next_frame, Frame, Ws};
+use super::{brokers, next_frame_by, Frame, Ws, STARTUP};
 
 /// The expiry every test chain uses (days since the epoch) and its date.
 pub(crate) const EXPIRY: i32 = 20_816;
@@ -194,12 +194,18 @@ pub(crate) async fn publish_boundary(
 }
 
 /// Read chain messages into `view` until one numbered `seq` has been applied; returns the
-/// data messages read.
+/// data messages read. Waits up to [`STARTUP`] in all, since a fresh node's first chain
+/// comes only once it has found and replayed the fresh topics.
 pub(crate) async fn read_chain_until(ws: &mut Ws, view: &mut ChainView, seq: u64) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + STARTUP;
     let mut got = Vec::new();
     loop {
-        let msg = match next_frame(ws, Duration::from_secs(20)).await {
+        let msg = match next_frame_by(ws, deadline).await {
             Some(Frame::Json(msg)) => msg,
+            None => panic!(
+                "no chain seq {seq} within {STARTUP:?} (got {} messages)",
+                got.len()
+            ),
             other => panic!("waiting for chain seq {seq}: {other:?}"),
         };
         if msg["type"] != "chain" {

@@ -29,6 +29,12 @@ use tokio_util::sync::CancellationToken;
 /// The JWT secret every test server uses.
 pub(crate) const SECRET: &str = "push-integration-test-secret";
 
+/// How long a test waits, in all, for what a freshly started node delivers first: its
+/// start-up (finding the fresh topics, reading the instrument master, replaying the
+/// stateful topics) can take long on a loaded machine, so no single frame wait stands in
+/// for it.
+pub(crate) const STARTUP: Duration = Duration::from_secs(120);
+
 /// A WebSocket client connection.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -260,6 +266,15 @@ pub(crate) async fn expect_close(ws: &mut Ws) -> (u16, String) {
     }
 }
 
+/// The next text or close frame before `deadline` (see [`next_frame`]).
+pub(crate) async fn next_frame_by(ws: &mut Ws, deadline: tokio::time::Instant) -> Option<Frame> {
+    next_frame(
+        ws,
+        deadline.saturating_duration_since(tokio::time::Instant::now()),
+    )
+    .await
+}
+
 /// The next JSON message; panics on timeout or close.
 pub(crate) async fn next_json(ws: &mut Ws) -> Value {
     match next_frame(ws, Duration::from_secs(10)).await {
@@ -290,7 +305,7 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// Produce bars for `token` (one every 300 ms) until `ws` receives one on `channel`; return
 /// it with the index of the bar it carries. Covers the moments while push is still
-/// discovering the fresh topics.
+/// discovering the fresh topics (up to [`STARTUP`]).
 pub(crate) async fn produce_bars_until_received(
     producer: &FutureProducer,
     topics: &Topics,
@@ -298,12 +313,12 @@ pub(crate) async fn produce_bars_until_received(
     token: i64,
     channel: &str,
 ) -> (Value, i64, i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + STARTUP;
     let mut produced = 0i64;
     loop {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no bar arrived on {channel} within 60 s"
+            "no bar arrived on {channel} within {STARTUP:?}"
         );
         let bytes = strikeflow_schemas::encode(&bar(token, produced)).expect("encode bar");
         produce(producer, &topics.bars(), &token.to_string(), &bytes).await;
