@@ -218,6 +218,31 @@ async fn simulated_ticks_become_rows_bars_and_websocket_messages() {
             .any(|s| s.iv.is_some_and(|iv| iv > 0.01 && iv < 2.0)),
         "some option has an IV"
     );
+    // Every chain summary says how many strike rows its boundary has (what lets push
+    // release a chain message without waiting for the next boundary). Summaries first:
+    // their rows are in the same transaction, so the strikes read afterwards hold them all.
+    let summaries = read_all(&config.kafka.brokers, &topics.chains());
+    let mut rows_per_boundary: BTreeMap<(String, i32, i64), usize> = BTreeMap::new();
+    for record in read_all(&config.kafka.brokers, &topics.strikes()) {
+        let row: StrikeAnalytics = decode(&record.payload).expect("a strike row");
+        *rows_per_boundary
+            .entry((row.underlying, row.expiry, row.ts))
+            .or_default() += 1;
+    }
+    assert!(!summaries.is_empty());
+    for record in &summaries {
+        let chain: ChainAnalytics = decode(&record.payload).expect("a chain summary");
+        let rows = rows_per_boundary
+            .get(&(chain.underlying.clone(), chain.expiry, chain.ts))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            record.strike_rows.as_deref(),
+            Some(rows.to_string().as_str()),
+            "strike-rows header of the summary at {}",
+            chain.ts
+        );
+    }
     let points: Vec<IndicatorPoint> =
         read_topic(&config.kafka.brokers, &topics.indicators(), 10).await;
     assert!(points

@@ -12,8 +12,10 @@
 //!
 //! * the chains side when the group has its summary, or a later summary of the chain
 //!   arrived, or the chains partition has been at its end for a whole merge tick;
-//! * the strikes side when a later row of the chain arrived, or the strikes partition has
-//!   been at its end for a whole merge tick.
+//! * the strikes side when as many rows arrived as the summary's `STRIKE_ROWS_HEADER`
+//!   counts (the processors set it; this is the usual case and costs no waiting), or a later
+//!   row of the chain arrived, or the strikes partition has been at its end for a whole
+//!   merge tick (summaries without the header).
 //!
 //! A released group is applied to the chain's book (latest row per strike and side, latest
 //! summary); the message is the delta (`{"summary":…,"strikes":[…]}`, the rows that
@@ -46,6 +48,10 @@ struct Group {
     rows: Vec<(RowKey, String)>,
     strikes_done: bool,
     chains_done: bool,
+    /// Strike records of this boundary received so far.
+    strike_records: u32,
+    /// How many the summary said there are (`STRIKE_ROWS_HEADER`), once it arrived.
+    expected_rows: Option<u32>,
     /// The merge tick during which the group was created.
     born: u64,
 }
@@ -116,12 +122,39 @@ impl ChainMerge {
                 group.summary = Some(json);
                 group.chains_done = true;
             }
-            (Side::Strikes, Some(key)) => group.rows.push((key, json)),
-            (Side::Strikes, None) => {}
+            (Side::Strikes, Some(key)) => {
+                group.strike_records += 1;
+                group.rows.push((key, json));
+            }
+            (Side::Strikes, None) => group.strike_records += 1,
+        }
+        if group
+            .expected_rows
+            .is_some_and(|n| group.strike_records >= n)
+        {
+            group.strikes_done = true;
         }
         let mut out = Vec::new();
         self.release(channel, &mut out);
         out
+    }
+
+    /// The summary of `channel` at `ts` says its boundary has `rows` strike rows: once that
+    /// many arrived the strikes side is complete, without waiting for a later row or an idle
+    /// partition. Call before [`ChainMerge::on_record`] with that summary.
+    pub(crate) fn expect_rows(&mut self, partition: i32, channel: &Arc<str>, ts: i64, rows: u32) {
+        let born = self.tick;
+        let group = self
+            .pending
+            .entry(channel.clone())
+            .or_default()
+            .entry(ts)
+            .or_insert_with(|| Group {
+                partition,
+                born,
+                ..Group::default()
+            });
+        group.expected_rows = Some(rows);
     }
 
     /// `side`'s consumer read `partition` to its current end.
@@ -267,6 +300,44 @@ mod tests {
         assert_eq!(
             out[0].state,
             r#"{"summary":{"s":10},"strikes":[{"r":1},{"r":2}]}"#
+        );
+    }
+
+    #[test]
+    fn a_counted_boundary_is_released_with_its_last_row() {
+        let row = |strike: f64| Some(row_key(strike, false));
+        // Summary first, saying two rows: released by the second row, no later record.
+        let mut m = ChainMerge::default();
+        let c = ch();
+        m.expect_rows(0, &c, 10, 2);
+        assert!(m
+            .on_record(Side::Chains, 0, &c, 10, None, "{\"s\":10}".into())
+            .is_empty());
+        assert!(m
+            .on_record(Side::Strikes, 0, &c, 10, row(1.0), "{\"r\":1}".into())
+            .is_empty());
+        let out = m.on_record(Side::Strikes, 0, &c, 10, row(2.0), "{\"r\":2}".into());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].seq, 10);
+        assert_eq!(
+            out[0].delta,
+            r#"{"summary":{"s":10},"strikes":[{"r":1},{"r":2}]}"#
+        );
+        // Rows first, then the summary counting them: released by the summary.
+        let mut m = ChainMerge::default();
+        assert!(m
+            .on_record(Side::Strikes, 0, &c, 10, row(1.0), "{\"r\":1}".into())
+            .is_empty());
+        m.expect_rows(0, &c, 10, 1);
+        let out = m.on_record(Side::Chains, 0, &c, 10, None, "{\"s\":10}".into());
+        assert_eq!(out.len(), 1);
+        // A boundary with no rows at all goes with its summary.
+        let mut m = ChainMerge::default();
+        m.expect_rows(0, &c, 10, 0);
+        assert_eq!(
+            m.on_record(Side::Chains, 0, &c, 10, None, "{}".into())
+                .len(),
+            1
         );
     }
 

@@ -28,10 +28,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use strikeflow_kafka::{reader_config, CompactedReader, KafkaError};
-use strikeflow_schemas::Topics;
+use strikeflow_schemas::{Topics, STRIKE_ROWS_HEADER};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -265,7 +265,7 @@ async fn on_chain_side(
             let at = Position::of(source, &msg);
             match side {
                 Side::Strikes => state.on_strike(at, msg.payload()),
-                Side::Chains => state.on_chain(at, msg.payload()),
+                Side::Chains => state.on_chain(at, msg.payload(), strike_rows(&msg)),
             }
             drop(msg);
             tokio::task::coop::consume_budget().await;
@@ -276,6 +276,13 @@ async fn on_chain_side(
             tokio::time::sleep(ERROR_BACKOFF).await;
         }
     }
+}
+
+/// The strike-row count a chain summary's header carries ([`STRIKE_ROWS_HEADER`]), if any.
+fn strike_rows(msg: &BorrowedMessage<'_>) -> Option<u32> {
+    let headers = msg.headers()?;
+    let header = headers.iter().find(|h| h.key == STRIKE_ROWS_HEADER)?;
+    std::str::from_utf8(header.value?).ok()?.parse().ok()
 }
 
 /// The topics' partitions assigned so far, and when to look for more.

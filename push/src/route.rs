@@ -524,8 +524,13 @@ impl FeedState {
         self.publish_chain(out);
     }
 
-    /// A chain summary: into the chain merge.
-    pub(crate) fn on_chain(&mut self, at: Position, payload: Option<&[u8]>) {
+    /// A chain summary, with the strike-row count its header gave: into the chain merge.
+    pub(crate) fn on_chain(
+        &mut self,
+        at: Position,
+        payload: Option<&[u8]>,
+        strike_rows: Option<u32>,
+    ) {
         let Some(summary) = self.decoded::<ChainAnalytics>(at, payload) else {
             return;
         };
@@ -537,6 +542,10 @@ impl FeedState {
         let Some(json) = to_json(&summary) else {
             return;
         };
+        if let Some(rows) = strike_rows {
+            self.merge
+                .expect_rows(at.partition, &channel, summary.ts, rows);
+        }
         let out =
             self.merge
                 .on_record(Side::Chains, at.partition, &channel, summary.ts, None, json);

@@ -22,7 +22,7 @@ pub use model::{
     date_from_days, days_from_date, Bar, ChainKey, ChainKeyError, Instrument, InstrumentType, Tick,
     Watermark,
 };
-pub use topics::{TopicSpec, Topics, REFERENCE_COPY_HEADER, WATERMARK_HEADER};
+pub use topics::{TopicSpec, Topics, REFERENCE_COPY_HEADER, STRIKE_ROWS_HEADER, WATERMARK_HEADER};
 
 /// Directory holding the `.avsc` files, for tools and tests that need the schema files
 /// themselves (e.g. the fastavro contract test).

@@ -47,6 +47,17 @@ pub const REFERENCE_COPY_HEADER: &str = "strikeflow.reference-copy";
 /// ignores headers and decodes it as a tick fail loudly instead of misreading it.
 pub const WATERMARK_HEADER: &str = "strikeflow.watermark";
 
+/// Header on a chain summary (`chains.v1`) giving, as a decimal string, how many strike
+/// rows (`strikes.v1`) the processor emitted for the same chain and boundary `ts`, in the
+/// same transaction.
+///
+/// The rows and the summary travel in two topics, so a reader merging them cannot tell from
+/// the records alone when a boundary's rows are all in; with the count it can release the
+/// boundary the moment the last row arrives instead of waiting for a later boundary or an
+/// idle partition (push's chain channel, `push/src/chain.rs`). Optional: without it a
+/// reader falls back to waiting.
+pub const STRIKE_ROWS_HEADER: &str = "strikeflow.strike-rows";
+
 impl Topics {
     /// Partitions of the ticks topic: the unit of parallelism of the processors.
     pub const TICKS_PARTITIONS: i32 = 6;

@@ -217,6 +217,8 @@ pub(crate) struct Record {
     pub reference_copy: bool,
     /// Carries `strikeflow_schemas::WATERMARK_HEADER` (an event-time marker, not a tick).
     pub watermark: bool,
+    /// The value of `strikeflow_schemas::STRIKE_ROWS_HEADER` (chain summaries).
+    pub strike_rows: Option<String>,
 }
 
 /// Every committed record of `topic`, read from the start to the current end of each
@@ -269,6 +271,12 @@ pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
                     watermark: msg.headers().is_some_and(|h| {
                         h.iter()
                             .any(|h| h.key == strikeflow_schemas::WATERMARK_HEADER)
+                    }),
+                    strike_rows: msg.headers().and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == strikeflow_schemas::STRIKE_ROWS_HEADER)
+                            .and_then(|h| h.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
                     }),
                 });
             }

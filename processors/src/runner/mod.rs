@@ -23,7 +23,7 @@
 pub mod checkpoint;
 mod instruments;
 mod restore;
-mod routing;
+pub mod routing;
 mod stage;
 mod transaction;
 

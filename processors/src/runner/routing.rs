@@ -1,10 +1,13 @@
 //! Routing: which topic and key each core output goes to, and publishing them into the
 //! open transaction.
 
+use std::collections::HashMap;
+
 use strikeflow_analytics::Output;
+use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
 use strikeflow_kafka::{DeadLetter, Outbox};
-use strikeflow_schemas::{encode, ChainKey, Topics};
+use strikeflow_schemas::{encode, ChainKey, Topics, STRIKE_ROWS_HEADER};
 
 use crate::{metrics, ProcessorError};
 
@@ -46,12 +49,40 @@ fn chain_key(underlying: &str, expiry: i32) -> String {
     .to_string()
 }
 
+/// A chain boundary: underlying, expiry (days) and `ts`.
+pub type Boundary = (String, i32, i64);
+
+/// How many strike rows each chain boundary in `outputs` has: the value of the
+/// [`STRIKE_ROWS_HEADER`] on its summary. The core emits a boundary's rows and summary
+/// together, so one batch of outputs holds all of them.
+pub fn strike_row_counts(outputs: &[Output]) -> HashMap<Boundary, u32> {
+    let mut counts: HashMap<Boundary, u32> = HashMap::new();
+    for output in outputs {
+        if let Output::Strike(s) = output {
+            *counts
+                .entry((s.underlying.clone(), s.expiry, s.ts))
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The headers of a chain summary whose boundary has `rows` strike rows.
+pub fn strike_rows_headers(rows: u32) -> OwnedHeaders {
+    let value = rows.to_string();
+    OwnedHeaders::new().insert(Header {
+        key: STRIKE_ROWS_HEADER,
+        value: Some(value.as_bytes()),
+    })
+}
+
 /// Enqueues every output without waiting; the caller flushes the outbox once per batch.
 pub(super) fn publish(
     outbox: &mut Outbox,
     routes: &Routes,
     outputs: &mut Vec<Output>,
 ) -> Result<(), ProcessorError> {
+    let strike_rows = strike_row_counts(outputs);
     for output in outputs.drain(..) {
         match output {
             Output::Bar(bar) => {
@@ -86,7 +117,16 @@ pub(super) fn publish(
             }
             Output::Chain(chain) => {
                 let key = chain_key(&chain.underlying, chain.expiry);
-                outbox.send(&routes.chains, &key, &encode(&chain)?)?;
+                let rows = strike_rows
+                    .get(&(chain.underlying.clone(), chain.expiry, chain.ts))
+                    .copied()
+                    .unwrap_or(0);
+                outbox.send_record(
+                    FutureRecord::to(&routes.chains)
+                        .key(&key)
+                        .payload(&encode(&chain)?)
+                        .headers(strike_rows_headers(rows)),
+                )?;
             }
             Output::Moneyness(point) => {
                 let key = chain_key(&point.underlying, point.expiry);
@@ -102,4 +142,19 @@ pub(super) fn publish(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use strikeflow_kafka::rdkafka::message::Headers;
+
+    use super::*;
+
+    #[test]
+    fn strike_rows_header_carries_the_count() {
+        let headers = strike_rows_headers(17);
+        let header = headers.get(0);
+        assert_eq!(header.key, STRIKE_ROWS_HEADER);
+        assert_eq!(header.value, Some(&b"17"[..]));
+    }
 }

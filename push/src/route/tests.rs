@@ -293,7 +293,7 @@ fn garbage_is_skipped_without_panicking() {
     let (mut state, hub) = setup();
     state.on_bar(at(Source::Bars, 0, 0), Some(b"\xff\x00garbage"));
     state.on_strike(at(Source::Strikes, 0, 0), None);
-    state.on_chain(at(Source::Chains, 0, 0), Some(b"\x01"));
+    state.on_chain(at(Source::Chains, 0, 0), Some(b"\x01"), None);
     state.on_instrument(Some(b"\x01"));
     state.on_instrument(None);
     assert_eq!(hub.channel_count(), 0);
