@@ -21,8 +21,10 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 
 mod psql;
+mod push;
 mod sink;
 
+pub use push::{push, PushBench};
 pub use sink::sink;
 
 /// A private, freshly created set of topics for one benchmark run.

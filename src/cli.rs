@@ -108,6 +108,23 @@ pub(crate) enum BenchTarget {
         #[arg(long, default_value_t = 500_000)]
         strike_rows: u64,
     },
+    /// The push stage (a child `strikeflow push`) under N WebSocket clients in this process,
+    /// fed a simulated session through private Kafka topics: deliveries/s, publish → client
+    /// latency, CPU and memory per connection.
+    Push {
+        /// WebSocket clients (each on one chain, one bar and two tick channels).
+        #[arg(long, default_value_t = 1_000)]
+        clients: usize,
+        /// Kafka records published per second, every output topic together.
+        #[arg(long, default_value_t = 2_000.0)]
+        rate: f64,
+        /// Seconds of publishing.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        /// Tick channels the clients spread over: the most active symbols of the session.
+        #[arg(long, default_value_t = 100)]
+        tick_channels: usize,
+    },
 }
 
 /// The feeds `strikeflow ingest` can publish.

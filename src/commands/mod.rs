@@ -99,6 +99,20 @@ async fn bench(config: &Config, what: BenchTarget) -> Result<()> {
         BenchTarget::Sink { rows, strike_rows } => {
             strikeflow::bench::sink(config, rows, strike_rows).await
         }
+        BenchTarget::Push {
+            clients,
+            rate,
+            secs,
+            tick_channels,
+        } => {
+            let bench = strikeflow::bench::PushBench {
+                clients,
+                rate,
+                secs,
+                tick_channels,
+            };
+            strikeflow::bench::push(config, bench).await
+        }
     }
 }
 
