@@ -26,6 +26,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -51,6 +52,8 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a consumer error so a broken broker does not spin the loop.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+/// Live records taken from librdkafka's buffer before the sessions they feed are woken.
+const LIVE_BATCH: usize = 256;
 /// Period of the chain merge's tick (how long a topic must stay at its end before a
 /// chain group stops waiting for it).
 const MERGE_TICK: Duration = Duration::from_millis(100);
@@ -219,21 +222,27 @@ impl Feed {
                 }
                 msg = live.recv() => match msg {
                     Ok(msg) => {
-                        let topic = msg.topic();
-                        match live_sources.iter().find(|(t, _)| t == topic).map(|(_, s)| *s) {
-                            Some(Source::Ticks) => state.on_tick_message(&msg),
-                            Some(source @ Source::Bars) => {
-                                state.on_bar(Position::of(source, &msg), msg.payload());
-                            }
-                            Some(source @ Source::Moneyness) => {
-                                state.on_moneyness(Position::of(source, &msg), msg.payload());
-                            }
-                            Some(source @ Source::Indicators) => {
-                                state.on_indicator(Position::of(source, &msg), msg.payload());
-                            }
-                            _ => {}
-                        }
+                        on_live(&mut state, &live_sources, &msg);
                         drop(msg);
+                        // Take what librdkafka already holds, up to a batch, before waking
+                        // the sessions: each then writes the batch with one flush. The
+                        // batch ends early when the task's cooperative budget runs out, so
+                        // the sessions are woken before the feed yields to them.
+                        for _ in 1..LIVE_BATCH {
+                            if !tokio::task::coop::has_budget_remaining() {
+                                break;
+                            }
+                            match live.recv().now_or_never() {
+                                Some(Ok(msg)) => on_live(&mut state, &live_sources, &msg),
+                                Some(Err(err)) => {
+                                    tracing::warn!(error = %err, "live consumer error");
+                                    break;
+                                }
+                                None => break,
+                            }
+                            tokio::task::coop::consume_budget().now_or_never();
+                        }
+                        state.wake_sessions();
                         // librdkafka hands over buffered messages without ever returning
                         // Pending; give the sessions' writers a turn now and then.
                         tokio::task::coop::consume_budget().await;
@@ -244,9 +253,26 @@ impl Feed {
                     }
                 },
             }
+            state.wake_sessions();
         }
         instruments.close().await;
         tracing::debug!("feed stopped");
+    }
+}
+
+/// One record of the live consumer (ticks, bars, moneyness, indicators).
+fn on_live(state: &mut FeedState, sources: &[(String, Source)], msg: &BorrowedMessage<'_>) {
+    let topic = msg.topic();
+    match sources.iter().find(|(t, _)| t == topic).map(|(_, s)| *s) {
+        Some(Source::Ticks) => state.on_tick_message(msg),
+        Some(source @ Source::Bars) => state.on_bar(Position::of(source, msg), msg.payload()),
+        Some(source @ Source::Moneyness) => {
+            state.on_moneyness(Position::of(source, msg), msg.payload());
+        }
+        Some(source @ Source::Indicators) => {
+            state.on_indicator(Position::of(source, msg), msg.payload());
+        }
+        _ => {}
     }
 }
 

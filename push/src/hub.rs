@@ -134,6 +134,8 @@ impl Channel {
 
 struct Channels {
     map: HashMap<Arc<str>, Channel>,
+    /// Sessions given messages by [`Hub::publish`] since the last [`Hub::wake_pending`].
+    unwoken: Vec<Arc<ClientQueue>>,
     /// Per epoch (source partition), the first seq this node has read in it.
     origins: HashMap<Arc<str>, u64>,
 }
@@ -166,6 +168,7 @@ impl Hub {
             channels: Mutex::new(Channels {
                 map: HashMap::new(),
                 origins: HashMap::new(),
+                unwoken: Vec::new(),
             }),
             history_limit: history_bytes,
             next_client: AtomicU64::new(1),
@@ -196,10 +199,15 @@ impl Hub {
     /// Publish one numbered message: keep it in the channel's history and snapshot, and
     /// queue it for every subscriber. A message not newer than the channel's last (a repeat
     /// after a feed reassignment) is dropped. Subscribers that overflow are closed as slow
-    /// consumers.
+    /// consumers. Wakes nobody: the sessions given the message are woken by the next
+    /// [`Hub::wake_pending`].
     pub fn publish(&self, p: Publication<'_>) -> Published {
         let mut guard = self.lock();
-        let Channels { map, origins } = &mut *guard;
+        let Channels {
+            map,
+            origins,
+            unwoken,
+        } = &mut *guard;
         let entry = map
             .entry(p.channel.clone())
             .or_insert_with(|| Channel::new(p.channel.clone()));
@@ -270,8 +278,15 @@ impl Hub {
                 continue;
             }
             sub.after = p.seq;
-            if self.deliver(&sub.queue, message.clone(), key, replacement) {
-                delivered += 1;
+            match sub.queue.push_quietly(message.clone(), key, replacement) {
+                Pushed::Queued | Pushed::Conflated => {
+                    delivered += 1;
+                    if sub.queue.arm_wake() {
+                        unwoken.push(sub.queue.clone());
+                    }
+                }
+                Pushed::Overflow => self.slow_close(),
+                Pushed::Closed => {}
             }
         }
         drop(guard);
@@ -306,7 +321,7 @@ impl Hub {
         stored: Option<Snapshot>,
     ) {
         let mut guard = self.lock();
-        let Channels { map, origins } = &mut *guard;
+        let Channels { map, origins, .. } = &mut *guard;
         let entry = map
             .entry(Arc::from(channel))
             .or_insert_with_key(|name| Channel::new(name.clone()));
@@ -399,11 +414,24 @@ impl Hub {
         match queue.push_conflating(message, key, replacement) {
             Pushed::Queued | Pushed::Conflated => true,
             Pushed::Overflow => {
-                self.slow_closes.increment(1);
-                tracing::info!("closing slow consumer");
+                self.slow_close();
                 false
             }
             Pushed::Closed => false,
+        }
+    }
+
+    fn slow_close(&self) {
+        self.slow_closes.increment(1);
+        tracing::info!("closing slow consumer");
+    }
+
+    /// Wakes every session [`Hub::publish`] gave messages to since the last call, once
+    /// each. The feed calls it after each batch of Kafka records.
+    pub fn wake_pending(&self) {
+        let unwoken = std::mem::take(&mut self.lock().unwoken);
+        for queue in unwoken {
+            queue.wake();
         }
     }
 }

@@ -19,6 +19,7 @@
 //! at once instead of waiting for TCP.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -122,6 +123,8 @@ struct State {
 pub struct ClientQueue {
     state: Mutex<State>,
     ready: Notify,
+    /// Set while a deferred wake-up is owed (see [`ClientQueue::arm_wake`]).
+    wake_armed: AtomicBool,
     capacity: usize,
     max_bytes: usize,
     stop: CancellationToken,
@@ -134,6 +137,7 @@ impl ClientQueue {
         ClientQueue {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
+            wake_armed: AtomicBool::new(false),
             capacity: capacity.max(1),
             max_bytes: usize::MAX,
             stop,
@@ -168,8 +172,28 @@ impl ClientQueue {
         key: Option<&Arc<str>>,
         replacement: Option<&Frame>,
     ) -> Pushed {
+        let pushed = self.push_quietly(msg, key, replacement);
+        if pushed == Pushed::Queued {
+            self.ready.notify_one();
+        }
+        pushed
+    }
+
+    /// Like [`ClientQueue::push_conflating`] but without waking the session: the hub queues
+    /// a whole batch of Kafka records this way and then wakes each session it touched once
+    /// ([`ClientQueue::wake`]), so a session writes the batch with one flush instead of
+    /// waking, writing and flushing per message. An overflow still stops the session at once.
+    pub fn push_quietly(
+        &self,
+        msg: Frame,
+        key: Option<&Arc<str>>,
+        replacement: Option<&Frame>,
+    ) -> Pushed {
         let mut state = self.lock();
-        if state.closed.is_some() || self.stop.is_cancelled() {
+        // Only the queue's own flag: asking the cancellation token takes its lock, a cost on
+        // every delivery. A session stopped from outside (shutdown) simply never drains what
+        // still arrives, and drops it with the queue.
+        if state.closed.is_some() {
             return Pushed::Closed;
         }
         if let Some(key) = key {
@@ -206,9 +230,21 @@ impl ClientQueue {
             state.ordered_bytes += msg.len();
             state.items.push_back(Entry { key: None, msg });
         }
-        drop(state);
-        self.ready.notify_one();
         Pushed::Queued
+    }
+
+    /// Wake the session after [`ClientQueue::push_quietly`], and allow the next
+    /// [`ClientQueue::arm_wake`] to claim it again.
+    pub fn wake(&self) {
+        self.wake_armed.store(false, Ordering::Release);
+        self.ready.notify_one();
+    }
+
+    /// Claims this queue's next wake-up for the caller: true the first time after a
+    /// [`ClientQueue::wake`], false while a wake is already owed (so a batch wakes each
+    /// session once however many of its channels it touched).
+    pub fn arm_wake(&self) -> bool {
+        !self.wake_armed.swap(true, Ordering::AcqRel)
     }
 
     /// Take up to `max` queued messages, oldest first (possibly none).

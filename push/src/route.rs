@@ -557,6 +557,12 @@ impl FeedState {
         self.merge.on_end(side, partition);
     }
 
+    /// Wakes the sessions the records handled since the last call gave messages to (see
+    /// [`Hub::wake_pending`]); the feed calls it after each batch.
+    pub(crate) fn wake_sessions(&self) {
+        self.hub.wake_pending();
+    }
+
     /// Periodic: release chain groups whose topics went quiet.
     pub(crate) fn on_merge_tick(&mut self) {
         let out = self.merge.on_tick();

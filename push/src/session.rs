@@ -22,7 +22,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::stream::{SplitSink, SplitStream};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::admission::{self, close_reason, Refusal, Ticket};
@@ -238,6 +238,11 @@ fn outgoing(frame: &Frame, format: Format) -> Option<Message> {
 }
 
 /// The writing half: queue → socket (in the client's format), plus server pings.
+///
+/// Written for the hot path, where a session wakes for every batch the feed delivers: the
+/// socket is polled before the stop signal (a ready socket never touches the cancellation
+/// token, whose every poll takes a lock), and the ping is due by a clock comparison rather
+/// than by polling a timer per batch.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     queue: &ClientQueue,
@@ -245,24 +250,27 @@ async fn write_loop(
     format: Format,
 ) {
     let stop = queue.stop_token().clone();
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    let mut ping_due = Instant::now() + ping_every;
+    let ping_timer = tokio::time::sleep_until(ping_due);
+    tokio::pin!(ping_timer);
     'outer: loop {
         // Ping even while busy: a client that only listens must still be asked for pongs.
-        if ping.tick().now_or_never().is_some() && !send(&mut sink, ping_frame(), queue).await {
-            break;
+        if Instant::now() >= ping_due {
+            if !send(&mut sink, ping_frame(), queue).await {
+                break;
+            }
+            ping_due = Instant::now() + ping_every;
+            ping_timer.as_mut().reset(ping_due);
         }
         let batch = queue.pop_batch(WRITE_BATCH);
         if batch.is_empty() {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => break,
+                _ = &mut stopped => break,
                 _ = queue.wait() => {}
-                _ = ping.tick() => {
-                    if !send(&mut sink, ping_frame(), queue).await {
-                        break;
-                    }
-                }
+                _ = &mut ping_timer => {}
             }
             continue;
         }
@@ -272,20 +280,20 @@ async fn write_loop(
             };
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => break 'outer,
                 sent = sink.feed(message) => if sent.is_err() {
                     queue.close(CloseReason::PeerGone);
                     break 'outer;
-                }
+                },
+                _ = &mut stopped => break 'outer,
             }
         }
         tokio::select! {
             biased;
-            _ = stop.cancelled() => break,
             sent = sink.flush() => if sent.is_err() {
                 queue.close(CloseReason::PeerGone);
                 break;
-            }
+            },
+            _ = &mut stopped => break,
         }
     }
     let reason = queue.close_reason().unwrap_or(CloseReason::Shutdown);

@@ -383,3 +383,29 @@ fn a_broadcast_is_encoded_to_msgpack_once_and_only_on_demand() {
     assert_eq!(decoded, json);
     assert_eq!(decoded["data"]["close"], 26000.5);
 }
+
+#[tokio::test]
+async fn a_batch_wakes_each_session_once_and_only_when_asked() {
+    use futures::FutureExt;
+    let hub = Hub::new();
+    let a = queue(64);
+    hub.subscribe(1, &a, ChannelKind::Ticks, "ticks.X", None, None);
+    hub.subscribe(1, &a, ChannelKind::Ticks, "ticks.Y", None, None);
+    drain(&a);
+    // Consume the permit the subscription replies left, so only the batch can wake `a`.
+    let _ = a.wait().now_or_never();
+    publish(&hub, ChannelKind::Ticks, "ticks.X", 1, "{}");
+    publish(&hub, ChannelKind::Ticks, "ticks.Y", 1, "{}");
+    publish(&hub, ChannelKind::Ticks, "ticks.X", 2, "{}");
+    assert!(
+        a.wait().now_or_never().is_none(),
+        "publishing alone wakes nobody"
+    );
+    assert_eq!(hub.lock().unwoken.len(), 1, "one wake owed to the session");
+    hub.wake_pending();
+    assert!(a.wait().now_or_never().is_some(), "woken by wake_pending");
+    assert_eq!(a.pop_batch(usize::MAX).len(), 3);
+    // The next batch claims a wake again.
+    publish(&hub, ChannelKind::Ticks, "ticks.X", 3, "{}");
+    assert_eq!(hub.lock().unwoken.len(), 1);
+}
