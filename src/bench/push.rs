@@ -14,31 +14,29 @@
 //! of the i-th record sent to it is i. Chain messages are numbered by their boundary time
 //! instead, so they are timed from the chain summary of that boundary.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use strikeflow_analytics::indicator_bank::{IndicatorBank, IndicatorChoice};
-use strikeflow_analytics::{CoreSettings, Output, TickProcessor};
-use strikeflow_ingest::MarketSimulator;
 use strikeflow_kafka::{ensure_topics, Outbox};
-use strikeflow_processors::runner::routing::{strike_row_counts, strike_rows_headers, Boundary};
-use strikeflow_push::protocol::{chain_channel, ChannelKind};
-use strikeflow_schemas::{encode, ChainKey, Topics};
+use strikeflow_processors::runner::routing::strike_rows_headers;
+use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 
 use super::drop_topics;
 use crate::Config;
 
+mod child;
 mod clients;
 mod procfs;
+mod session;
 
+use child::{free_port, PushChild};
 use clients::{Crowd, Plan};
+use session::{play_session, Session, Stream};
 
 /// What `strikeflow bench push` is asked to do.
 #[derive(Debug, Clone)]
@@ -51,64 +49,6 @@ pub struct PushBench {
     pub secs: u64,
     /// Distinct tick channels the clients spread over (the most active symbols).
     pub tick_channels: usize,
-}
-
-/// The outputs' topics, in the order their publish times are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Stream {
-    Ticks,
-    Bars,
-    Strikes,
-    Chains,
-    Moneyness,
-    Indicators,
-}
-
-impl Stream {
-    const ALL: [Stream; 6] = [
-        Stream::Ticks,
-        Stream::Bars,
-        Stream::Strikes,
-        Stream::Chains,
-        Stream::Moneyness,
-        Stream::Indicators,
-    ];
-
-    fn topic(self, topics: &Topics) -> String {
-        match self {
-            Stream::Ticks => topics.ticks(),
-            Stream::Bars => topics.bars(),
-            Stream::Strikes => topics.strikes(),
-            Stream::Chains => topics.chains(),
-            Stream::Moneyness => topics.moneyness(),
-            Stream::Indicators => topics.indicators(),
-        }
-    }
-}
-
-/// One record to publish.
-struct Record {
-    stream: Stream,
-    /// Its offset in its one-partition topic.
-    offset: usize,
-    key: String,
-    payload: Vec<u8>,
-    /// A chain summary's strike-row count header, as the processors set it.
-    strike_rows: Option<u32>,
-}
-
-/// The session played through the core: records in publish order and what clients need to
-/// subscribe to and time them.
-struct Session {
-    records: Vec<Record>,
-    /// Encoded instruments, published before push starts.
-    instruments: Vec<(String, Vec<u8>)>,
-    /// Records per stream.
-    counts: BTreeMap<Stream, usize>,
-    /// Tick symbols by activity, busiest first.
-    symbols: Vec<String>,
-    /// Chain channels and, per boundary, the offset of its summary in the chains topic.
-    chains: HashMap<String, HashMap<u64, usize>>,
 }
 
 /// When each record was handed to the producer: nanoseconds after `origin` (0 = not yet).
@@ -185,119 +125,6 @@ pub async fn push(config: &Config, bench: PushBench) -> Result<()> {
     let dropped = drop_topics(config, &topics, &[]).await;
     result?;
     dropped
-}
-
-/// Simulator → analytics core until `wanted` records are ready.
-fn play_session(config: &Config, wanted: usize) -> Result<Session> {
-    let mut market = MarketSimulator::new(&config.simulate.market)?;
-    let instruments: Vec<_> = market.instruments().to_vec();
-    let settings = CoreSettings {
-        allowed_lateness_micros: 2_000_000,
-        chain: config.processor().settings.analytics.chain_settings(),
-    };
-    let bank = IndicatorBank::new(&IndicatorChoice::defaults(), &[1, 3, 5, 15])?;
-    let mut core = TickProcessor::new(settings, bank);
-    let mut symbol_of = HashMap::new();
-    let mut encoded_instruments = Vec::new();
-    for instrument in &instruments {
-        core.on_instrument(instrument)?;
-        symbol_of.insert(
-            instrument.instrument_token,
-            instrument.tradingsymbol.clone(),
-        );
-        encoded_instruments.push((instrument.instrument_token.to_string(), encode(instrument)?));
-    }
-    let mut session = Session {
-        records: Vec::with_capacity(wanted),
-        instruments: encoded_instruments,
-        counts: BTreeMap::new(),
-        symbols: Vec::new(),
-        chains: HashMap::new(),
-    };
-    let mut activity: HashMap<String, usize> = HashMap::new();
-    let mut out = Vec::with_capacity(4_096);
-    while session.records.len() < wanted {
-        let tick = market.next_tick();
-        if let Some(symbol) = symbol_of.get(&tick.instrument_token) {
-            *activity.entry(symbol.clone()).or_default() += 1;
-        }
-        let key = tick.instrument_token.to_string();
-        session.add(Stream::Ticks, key, encode(&tick)?);
-        core.on_tick(tick, &mut out);
-        let strike_rows = strike_row_counts(&out);
-        for output in out.drain(..) {
-            session.add_output(output, &strike_rows)?;
-        }
-    }
-    session.records.truncate(wanted);
-    let mut symbols: Vec<_> = activity.into_iter().collect();
-    symbols.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    session.symbols = symbols.into_iter().map(|(s, _)| s).collect();
-    Ok(session)
-}
-
-impl Session {
-    fn add(&mut self, stream: Stream, key: String, payload: Vec<u8>) {
-        let count = self.counts.entry(stream).or_default();
-        self.records.push(Record {
-            stream,
-            offset: *count,
-            key,
-            payload,
-            strike_rows: None,
-        });
-        *count += 1;
-    }
-
-    /// Keys as the processors' routing gives them (chain key or instrument token).
-    fn add_output(&mut self, output: Output, strike_rows: &HashMap<Boundary, u32>) -> Result<()> {
-        let chain_key = |underlying: &str, expiry: i32| {
-            ChainKey::new(underlying.to_owned(), Some(expiry)).to_string()
-        };
-        match output {
-            Output::Bar(bar) => {
-                self.add(
-                    Stream::Bars,
-                    bar.instrument_token.to_string(),
-                    encode(&bar)?,
-                );
-            }
-            Output::Strike(s) => {
-                let key = chain_key(&s.underlying, s.expiry);
-                self.add(Stream::Strikes, key, encode(&s)?);
-            }
-            Output::Chain(c) => {
-                if let Some(channel) = chain_channel(ChannelKind::Chain, &c.underlying, c.expiry) {
-                    let offset = self.counts.get(&Stream::Chains).copied().unwrap_or(0);
-                    let boundary = u64::try_from(c.ts).unwrap_or(0);
-                    self.chains
-                        .entry(channel)
-                        .or_default()
-                        .insert(boundary, offset);
-                }
-                let key = chain_key(&c.underlying, c.expiry);
-                let rows = strike_rows
-                    .get(&(c.underlying.clone(), c.expiry, c.ts))
-                    .copied()
-                    .unwrap_or(0);
-                self.add(Stream::Chains, key, encode(&c)?);
-                if let Some(record) = self.records.last_mut() {
-                    record.strike_rows = Some(rows);
-                }
-            }
-            Output::Moneyness(m) => {
-                let key = chain_key(&m.underlying, m.expiry);
-                self.add(Stream::Moneyness, key, encode(&m)?);
-            }
-            Output::Indicator(i) => {
-                let key = i.instrument_token.to_string();
-                self.add(Stream::Indicators, key, encode(&i)?);
-            }
-            // Late ticks go to a topic push does not read.
-            Output::Late(_) => {}
-        }
-        Ok(())
-    }
 }
 
 /// Start push, connect the crowd, publish, and report.
@@ -554,89 +381,4 @@ async fn kafka_reference(
         }
     }
     Ok(latencies)
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// `strikeflow push` in a child process, so its memory and CPU are its own.
-struct PushChild {
-    child: Child,
-    port: u16,
-}
-
-impl PushChild {
-    fn start(config: &Config, prefix: &str, port: u16, clients: usize) -> Result<Self> {
-        let exe = std::env::current_exe().context("locating the strikeflow binary")?;
-        let child = Command::new(exe)
-            .arg("push")
-            .env("KAFKA_BROKERS", &config.kafka.brokers)
-            .env("REDIS_URL", &config.redis.url)
-            .env("DATABASE_URL", &config.database.url)
-            .env("STRIKEFLOW_JWT_SECRET", &config.auth.jwt_secret)
-            .env("STRIKEFLOW_AUTH__ISSUER", &config.auth.issuer)
-            .env("STRIKEFLOW_AUTH__AUDIENCE", &config.auth.audience)
-            .env("STRIKEFLOW_KAFKA__TOPIC_PREFIX", prefix)
-            .env("STRIKEFLOW_PUSH__LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "STRIKEFLOW_PUSH__MAX_CONNECTIONS",
-                (clients + 1_000).to_string(),
-            )
-            .env(
-                "STRIKEFLOW_PUSH__MAX_CONNECTIONS_PER_USER",
-                (clients + 1_000).to_string(),
-            )
-            .env("STRIKEFLOW_TELEMETRY__METRICS_LISTEN", "")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting strikeflow push")?;
-        Ok(Self { child, port })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
-    }
-
-    /// Polls `/readyz` until it answers 200.
-    async fn wait_ready(&mut self, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("strikeflow push exited during start-up: {status}");
-            }
-            if readyz(self.port).await.unwrap_or(false) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("push was not ready within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One `GET /readyz`: whether it answered 200.
-async fn readyz(port: u16) -> Result<bool> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await?;
-    Ok(head.ends_with(b"200"))
 }

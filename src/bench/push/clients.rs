@@ -25,7 +25,7 @@ use super::SendTimes;
 const CONNECTING: usize = 128;
 
 /// Bytes read from a socket at once.
-const READ_BUFFER: usize = 16 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 
 /// The kinds a latency is reported for, by channel prefix.
 const KINDS: [(&str, &str); 3] = [("ticks.", "ticks"), ("bars.", "bars"), ("chain.", "chain")];
