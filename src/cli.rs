@@ -37,11 +37,15 @@ pub(crate) enum Command {
     Sink,
     /// Serve the authenticated WebSocket fan-out and health endpoints.
     Push,
-    /// Run every stage in one process (simulator, processor, sink, push): the quick start.
+    /// Serve the query API: REST /api/v1 and the TradingView UDF datafeed /udf over
+    /// PostgreSQL (docs/api.md), on 127.0.0.1:8081 by default.
+    Api,
+    /// Run every stage in one process (simulator, processor, sink, push, api): the quick
+    /// start.
     Run(RunArgs),
     /// Apply database migrations and create the Kafka topics.
     Migrate(MigrateArgs),
-    /// Mint a development JWT for the WebSocket API.
+    /// Mint a development JWT for push's WebSocket and/or the query API.
     Token(TokenArgs),
     /// Print throughput figures (see docs/benchmarks.md).
     Bench {
@@ -241,10 +245,27 @@ pub(crate) struct TokenArgs {
     /// Channel patterns the token may subscribe to (e.g. "bars.*"); none means all.
     #[arg(long = "channel")]
     pub(crate) channels: Vec<String>,
+    /// Scopes of a query-API token (e.g. "api:read"; repeatable), written as the `scope`
+    /// claim. With --scope the token is for the API (`[api] audience`), and for push as well
+    /// when --channel is also given, unless --audience says otherwise.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub(crate) scopes: Vec<String>,
+    /// The token's `aud` (repeatable: a token for push and the API names both, e.g.
+    /// `--audience strikeflow-push --audience strikeflow-api`). Default: see --scope.
+    #[arg(long = "audience", value_name = "AUD")]
+    pub(crate) audiences: Vec<String>,
     /// Revoke the token with this `jti` (in Redis, for every push node) instead of minting
     /// one; the revocation lasts `--ttl-secs` (make it at least the token's remaining life).
-    #[arg(long, value_name = "JTI", conflicts_with = "channels")]
+    #[arg(long, value_name = "JTI", conflicts_with_all = ["channels", "scopes", "audiences"])]
     pub(crate) revoke: Option<String>,
+}
+
+impl TokenArgs {
+    /// Whether this is more than push's plain development token: it names scopes or
+    /// audiences (then `commands::api` mints it).
+    pub(crate) fn is_api_token(&self) -> bool {
+        self.revoke.is_none() && !(self.scopes.is_empty() && self.audiences.is_empty())
+    }
 }
 
 impl SimulateArgs {

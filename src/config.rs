@@ -18,6 +18,7 @@ use std::path::Path;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::Deserialize;
+use strikeflow_api::{ApiConfig, ApiSettings};
 use strikeflow_ingest::{SimulateConfig, SimulatorConfig};
 use strikeflow_kafka::KafkaConnection;
 use strikeflow_processors::{ProcessorConfig, ProcessorSettings};
@@ -35,10 +36,11 @@ pub struct Config {
     pub kafka: KafkaSection,
     /// PostgreSQL / TimescaleDB.
     pub database: DatabaseSection,
-    /// Redis (push: latest-value snapshots, revoked tokens, per-user connection counts).
+    /// Redis (push: latest-value snapshots, revoked tokens, per-user connection counts; api:
+    /// the answer cache).
     pub redis: RedisSection,
-    /// Token keys and claim requirements for the WebSocket API (push verifies, `token`
-    /// mints).
+    /// Token keys and claim requirements (push and the API verify, `token` mints); the
+    /// API expects its own audience, `api.audience`.
     pub auth: AuthSettings,
     /// Logs and metrics.
     pub telemetry: TelemetrySection,
@@ -50,6 +52,8 @@ pub struct Config {
     pub sink: SinkSettings,
     /// Push server tuning.
     pub push: PushSettings,
+    /// Query API tuning: listener, pool, token audience and scope, CORS, rate limits, cache.
+    pub api: ApiSettings,
 }
 
 /// `[kafka]`: where the brokers are and how topics are named, for every stage.
@@ -91,7 +95,8 @@ impl Default for DatabaseSection {
 }
 
 /// `[redis]`: where push keeps the latest value of each channel for new subscribers, the
-/// revoked token ids and each user's connections across push nodes.
+/// revoked token ids and each user's connections across push nodes, and where the API
+/// caches hot answers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSection {
@@ -236,6 +241,17 @@ impl Config {
             redis_url: self.redis.url.clone(),
             auth: self.auth.clone(),
             settings: self.push.clone(),
+        }
+    }
+
+    /// The API stage's configuration: `[database]`, `[redis]` and `[auth]` (its keys,
+    /// issuer and leeway; the audience is `api.audience`) with `[api]`.
+    pub fn api(&self) -> ApiConfig {
+        ApiConfig {
+            database_url: self.database.url.clone(),
+            redis_url: self.redis.url.clone(),
+            auth: self.auth.clone(),
+            settings: self.api.clone(),
         }
     }
 

@@ -13,8 +13,9 @@ use tracing::{error, info};
 /// A stage's name and how it ended.
 type StageResult = (&'static str, Result<()>);
 
-/// Runs the processor, sink, push and (when asked) the simulator as tasks; the first one
-/// to fail stops the others, and its error is returned once all have finished.
+/// Runs the processor, sink, push, the query API and (when asked) the simulator as tasks;
+/// the first one to fail stops the others, and its error is returned once all have
+/// finished.
 pub(crate) async fn run_all(
     config: &Config,
     with_simulator: bool,
@@ -42,6 +43,11 @@ pub(crate) async fn run_all(
         &mut stages,
         "push",
         strikeflow_push::run(config.push(), shutdown.clone()),
+    );
+    spawn_stage(
+        &mut stages,
+        "api",
+        strikeflow_api::run(config.api(), shutdown.clone()),
     );
     if with_simulator {
         let simulation = strikeflow_ingest::run_simulation(config.simulate(), shutdown.clone());

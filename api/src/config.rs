@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use serde::Deserialize;
+use strikeflow_push::auth::{KeySet, DEV_JWT_SECRET};
+use strikeflow_push::AuthSettings;
 
 use crate::ApiError;
 
@@ -36,6 +39,24 @@ pub struct ApiSettings {
     pub max_page: usize,
     /// Largest `expiries` of `/api/v1/chains` (default 10).
     pub max_chain_expiries: usize,
+    /// The `aud` an API token must carry (or list), default `strikeflow-api`: push's
+    /// tokens (`[auth] audience`) are not API tokens. Keys, issuer and leeway are `[auth]`'s.
+    pub audience: String,
+    /// The scope a token's `scope` claim (space-separated, or a list) must hold for
+    /// `/api/v1` and `/udf` (default `api:read`); without it the answer is 403.
+    pub scope: String,
+    /// Origins allowed to call the API from a browser (CORS), e.g.
+    /// `["https://dash.example"]`, or `["*"]` for any; default none (no CORS headers).
+    pub cors_origins: Vec<String>,
+    /// How long a hot answer (chain, chains, UDF history) is kept in Redis, in
+    /// milliseconds (default 1000, the processors' emission interval; 0 = no cache). An
+    /// answer is never served older than this.
+    pub cache_ttl_ms: u64,
+    /// Requests per second one client may make (sustained): a token's subject, or an
+    /// address without a valid token (default 100). Beyond: 429 with `Retry-After`.
+    pub requests_per_sec: u32,
+    /// Requests one client may make at once above the sustained rate (default 200).
+    pub requests_burst: u32,
 }
 
 impl Default for ApiSettings {
@@ -49,9 +70,24 @@ impl Default for ApiSettings {
             max_rows: 10_000,
             max_page: 1_000,
             max_chain_expiries: 10,
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            scope: DEFAULT_SCOPE.to_owned(),
+            cors_origins: Vec::new(),
+            cache_ttl_ms: 1_000,
+            requests_per_sec: 100,
+            requests_burst: 200,
         }
     }
 }
+
+/// The `aud` of API tokens unless `api.audience` says otherwise.
+pub const DEFAULT_AUDIENCE: &str = "strikeflow-api";
+/// The scope API tokens need unless `api.scope` says otherwise.
+pub const DEFAULT_SCOPE: &str = "api:read";
+/// Longest `cache_ttl_ms`: the cache holds live answers, not an archive.
+const MAX_CACHE_TTL_MS: u64 = 60_000;
+/// Shortest HMAC secret accepted when the API listens beyond loopback (as push: 256 bits).
+const MIN_PUBLIC_SECRET: usize = 32;
 
 /// Largest `pool_size`: PostgreSQL's default `max_connections` is 100, shared with every
 /// other stage.
@@ -71,6 +107,8 @@ impl ApiSettings {
             ("api.max_rows", self.max_rows as u64),
             ("api.max_page", self.max_page as u64),
             ("api.max_chain_expiries", self.max_chain_expiries as u64),
+            ("api.requests_per_sec", u64::from(self.requests_per_sec)),
+            ("api.requests_burst", u64::from(self.requests_burst)),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -95,7 +133,70 @@ impl ApiSettings {
                 "must not exceed api.max_rows",
             ));
         }
+        if self.audience.trim().is_empty() {
+            return Err(ApiError::config("api.audience", "must not be empty"));
+        }
+        if self.scope.is_empty() || self.scope.chars().any(char::is_whitespace) {
+            return Err(ApiError::config(
+                "api.scope",
+                "must be one scope (no spaces), e.g. \"api:read\"",
+            ));
+        }
+        if self.cache_ttl_ms > MAX_CACHE_TTL_MS {
+            return Err(ApiError::config(
+                "api.cache_ttl_ms",
+                format!("must be at most {MAX_CACHE_TTL_MS}"),
+            ));
+        }
+        self.cors()?;
         Ok(())
+    }
+
+    /// The CORS origins as header values: `None` for none, `Some(None)` for any (`"*"`).
+    pub(crate) fn cors(&self) -> Result<Option<Option<Vec<HeaderValue>>>, ApiError> {
+        const KEY: &str = "api.cors_origins";
+        if self.cors_origins.is_empty() {
+            return Ok(None);
+        }
+        if self.cors_origins.iter().any(|o| o == "*") {
+            if self.cors_origins.len() > 1 {
+                return Err(ApiError::config(
+                    KEY,
+                    "\"*\" allows every origin: list it alone",
+                ));
+            }
+            return Ok(Some(None));
+        }
+        let mut origins = Vec::with_capacity(self.cors_origins.len());
+        for origin in &self.cors_origins {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let fine = rest.is_some_and(|rest| {
+                !rest.is_empty()
+                    && !rest.contains('/')
+                    && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+            });
+            let value = HeaderValue::from_str(origin).ok().filter(|_| fine);
+            match value {
+                Some(value) => origins.push(value),
+                None => {
+                    return Err(ApiError::config(
+                        KEY,
+                        format!(
+                            "{origin:?} is not an origin: scheme://host[:port] without a path \
+                             (https://dash.example), or \"*\""
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(Some(Some(origins)))
+    }
+
+    /// How long a cached answer lives (zero: no cache).
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
     }
 
     /// How long a request waits for a pooled connection.
@@ -109,13 +210,19 @@ impl ApiSettings {
     }
 }
 
-/// Everything the API needs to run: the shared connection string and its own tuning. Built
-/// by the binary from `[database]` and `[api]`; not read from a file as a whole.
+/// Everything the API needs to run: the shared connection settings and its own tuning.
+/// Built by the binary from `[database]`, `[redis]`, `[auth]` and `[api]`; not read from a
+/// file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// PostgreSQL connection string (`[database] url`, env `DATABASE_URL`), as the sink's.
     pub database_url: String,
-    /// Listener, pool and limits.
+    /// Redis of the answer cache (`[redis] url`, env `REDIS_URL`), as push's.
+    pub redis_url: String,
+    /// Token keys, issuer and leeway (`[auth]`, shared with push); the audience is
+    /// `api.audience`, not `auth.audience`.
+    pub auth: AuthSettings,
+    /// Listener, pool, limits, token audience and scope, CORS and cache.
     pub settings: ApiSettings,
 }
 
@@ -124,17 +231,55 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             database_url: "postgres://strikeflow@127.0.0.1:15432/strikeflow".into(),
+            redis_url: "redis://127.0.0.1:16379".into(),
+            auth: AuthSettings::default(),
             settings: ApiSettings::default(),
         }
     }
 }
 
 impl ApiConfig {
-    /// Checks the settings (see [`ApiSettings::validate`]) and that the connection string
-    /// parses (`database.url`).
+    /// Checks the settings (see [`ApiSettings::validate`]), that the connection strings
+    /// parse (`database.url`, `redis.url`), that every configured key loads (`auth.*`),
+    /// and that a listener beyond loopback does not trust the development or a short HMAC
+    /// secret (`auth.jwt_secret`, as push refuses it).
     pub fn validate(&self) -> Result<(), ApiError> {
         self.settings.validate()?;
-        self.postgres().map(drop)
+        self.postgres()?;
+        redis::Client::open(self.redis_url.as_str())
+            .map_err(|e| ApiError::config("redis.url", format!("not a Redis URL: {e}")))?;
+        self.keys()?;
+        self.check_exposure()
+    }
+
+    /// The verification keys of `[auth]`, expecting `api.audience`.
+    pub(crate) fn keys(&self) -> Result<KeySet, ApiError> {
+        AuthSettings {
+            audience: self.settings.audience.clone(),
+            ..self.auth.clone()
+        }
+        .load_keys()
+        .map_err(ApiError::Keys)
+    }
+
+    /// Anyone who can reach the port could mint tokens with a published or short secret.
+    fn check_exposure(&self) -> Result<(), ApiError> {
+        let listen = self.settings.listen;
+        let secret = &self.auth.jwt_secret;
+        if listen.ip().is_loopback() || secret.is_empty() {
+            return Ok(());
+        }
+        if secret == DEV_JWT_SECRET || secret.len() < MIN_PUBLIC_SECRET {
+            return Err(ApiError::config(
+                "auth.jwt_secret",
+                format!(
+                    "the API listens on {listen}, which is not loopback, with the development \
+                     secret or one under {MIN_PUBLIC_SECRET} bytes; set STRIKEFLOW_JWT_SECRET \
+                     to a random secret of at least {MIN_PUBLIC_SECRET} bytes"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The connection settings of the API's sessions: the configured string, named
@@ -208,6 +353,21 @@ mod tests {
             ("max_page = 0", "api.max_page: "),
             ("max_rows = 10\nmax_page = 11", "api.max_page: "),
             ("max_chain_expiries = 0", "api.max_chain_expiries: "),
+            ("audience = \" \"", "api.audience: "),
+            ("scope = \"api:read api:write\"", "api.scope: "),
+            ("scope = \"\"", "api.scope: "),
+            ("cache_ttl_ms = 60001", "api.cache_ttl_ms: "),
+            ("requests_per_sec = 0", "api.requests_per_sec: "),
+            ("requests_burst = 0", "api.requests_burst: "),
+            ("cors_origins = [\"dash.example\"]", "api.cors_origins: "),
+            (
+                "cors_origins = [\"https://dash.example/\"]",
+                "api.cors_origins: ",
+            ),
+            (
+                "cors_origins = [\"*\", \"https://a.example\"]",
+                "api.cors_origins: ",
+            ),
         ] {
             let error = parse(toml)
                 .expect("parsed")
@@ -239,6 +399,59 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_read() {
+        let settings = parse("cors_origins = [\"https://a.example\", \"http://127.0.0.1:3000\"]")
+            .expect("parsed");
+        let origins = settings
+            .cors()
+            .expect("valid")
+            .expect("some")
+            .expect("a list");
+        assert_eq!(origins.len(), 2);
+        let any = parse("cors_origins = [\"*\"]").expect("parsed");
+        assert_eq!(any.cors().expect("valid"), Some(None));
+        assert_eq!(ApiSettings::default().cors().expect("valid"), None);
+    }
+
+    #[test]
+    fn a_public_listener_refuses_a_weak_secret_and_keys_are_checked() {
+        let public = |secret: &str| ApiConfig {
+            auth: AuthSettings {
+                jwt_secret: secret.to_owned(),
+                ..AuthSettings::default()
+            },
+            settings: ApiSettings {
+                listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+                ..ApiSettings::default()
+            },
+            ..ApiConfig::default()
+        };
+        for weak in [DEV_JWT_SECRET, "short"] {
+            let error = public(weak).validate().expect_err("refused");
+            assert!(
+                error.to_string().starts_with("auth.jwt_secret: "),
+                "{error}"
+            );
+        }
+        assert!(public(&"k".repeat(32)).validate().is_ok());
+        let missing_key = ApiConfig {
+            auth: AuthSettings {
+                jwks_file: "/nonexistent.json".into(),
+                ..AuthSettings::default()
+            },
+            ..ApiConfig::default()
+        };
+        let error = missing_key.validate().expect_err("refused");
+        assert!(error.to_string().starts_with("auth.jwks_file"), "{error}");
+        let bad_redis = ApiConfig {
+            redis_url: "postgres://x".into(),
+            ..ApiConfig::default()
+        };
+        let error = bad_redis.validate().expect_err("refused");
+        assert!(error.to_string().starts_with("redis.url: "), "{error}");
+    }
+
+    #[test]
     fn sessions_are_named_read_only_and_time_limited() {
         let config = ApiConfig {
             database_url: "postgres://u@127.0.0.1:1/db?options=-c%20work_mem%3D8MB".into(),
@@ -246,6 +459,7 @@ mod tests {
                 statement_timeout_ms: 1234,
                 ..ApiSettings::default()
             },
+            ..ApiConfig::default()
         };
         let pg = config.postgres().expect("parses");
         assert_eq!(pg.get_application_name(), Some("strikeflow api"));

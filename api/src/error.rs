@@ -22,7 +22,8 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// A problem with any status and code (those of `docs/api.md`).
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,

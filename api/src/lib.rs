@@ -16,6 +16,12 @@
 //!   library's UDF adapter expects them.
 //! * `/healthz` (the process answers) and `/readyz` (PostgreSQL answers).
 //!
+//! **Around the routes** (`server::router`): request ids and an access log (`access`),
+//! CORS, per-client rate limits (`limit`), and API tokens on `/api/v1` and `/udf` (`auth`:
+//! push's key handling, the API's own audience and a `scope` claim). Hot answers (chains,
+//! UDF history) are cached in Redis for at most one emission interval (`cache`); a Redis
+//! outage only makes them uncached.
+//!
 //! **One statement per request.** Every handler validates its parameters before touching the
 //! database, then issues a single statement (`query_typed`: parse, bind and execute in one
 //! round trip, planned with the actual values) whose result also tells an unknown symbol or
@@ -28,9 +34,14 @@
 //!
 //! Shutdown is threaded through explicitly with a [`CancellationToken`].
 
+mod access;
+mod auth;
+mod cache;
 mod config;
+mod dashboard;
 mod db;
 mod error;
+mod limit;
 mod metrics;
 mod openapi;
 mod params;
@@ -42,7 +53,8 @@ use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ApiConfig, ApiSettings};
+pub use auth::{mint_token, TokenRequest};
+pub use config::{ApiConfig, ApiSettings, DEFAULT_AUDIENCE, DEFAULT_SCOPE};
 pub use server::ApiServer;
 
 /// Why the API stage could not start or stopped abnormally.
@@ -64,6 +76,9 @@ pub enum ApiError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// A token key of `[auth]` cannot be loaded (the message names `auth.<key>`).
+    #[error(transparent)]
+    Keys(strikeflow_push::PushError),
     /// The HTTP server stopped with an I/O error.
     #[error("serving HTTP: {0}")]
     Serve(#[source] std::io::Error),

@@ -168,6 +168,41 @@ mod tests {
     }
 
     #[test]
+    fn data_operations_document_their_token_and_limits() {
+        let doc = document();
+        let open = [OPENAPI.path, HEALTHZ.path, READYZ.path];
+        for endpoint in ALL {
+            let operation = &doc["paths"][endpoint.path]["get"];
+            let security = operation["security"].as_array().expect("security");
+            let responses = &operation["responses"];
+            if open.contains(&endpoint.path) {
+                assert!(security.is_empty(), "{}: open", endpoint.path);
+                continue;
+            }
+            let schemes: BTreeSet<&str> = security
+                .iter()
+                .filter_map(|s| s.as_object()?.keys().next().map(String::as_str))
+                .collect();
+            let expected: BTreeSet<&str> = if endpoint.path.starts_with("/udf/") {
+                ["bearer", "queryToken"].into()
+            } else {
+                ["bearer"].into()
+            };
+            assert_eq!(schemes, expected, "{}: security", endpoint.path);
+            for status in ["401", "403", "429"] {
+                assert!(
+                    responses[status].is_object(),
+                    "{}: no {status}",
+                    endpoint.path
+                );
+            }
+        }
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["bearer"]["scheme"], "bearer");
+        assert_eq!(schemes["queryToken"]["name"], "token");
+    }
+
+    #[test]
     fn every_reference_resolves() {
         let doc = document();
         fn walk<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {

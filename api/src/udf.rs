@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 
+use crate::cache::{cache_key, cached};
 use crate::db::Sql;
 use crate::error::{Problem, UdfProblem};
 use crate::openapi;
@@ -416,7 +417,7 @@ struct History {
 async fn history(
     State(app): State<Arc<App>>,
     RawQuery(query): RawQuery,
-) -> Result<Json<History>, UdfProblem> {
+) -> Result<Response, UdfProblem> {
     let params = Params::lenient(query.as_deref(), openapi::UDF_HISTORY.params)?;
     let symbol = params.need("symbol", udf_symbol)?;
     let tf = params.need("resolution", Timeframe::from_resolution)?;
@@ -434,6 +435,25 @@ async fn history(
         return Err(Problem::bad_parameter("from", "must be earlier than to").into());
     }
     let window = HistoryWindow::new(tf, from, to, countback, max_rows);
+    let key = cache_key(&(
+        "history",
+        &symbol,
+        tf.name(),
+        window.from,
+        window.to,
+        window.limit,
+        window.before,
+    ))?;
+    cached(&app, key, read_history(&app, symbol.clone(), tf, window)).await
+}
+
+/// `/udf/history`'s statement and answer.
+async fn read_history(
+    app: &App,
+    symbol: String,
+    tf: Timeframe,
+    window: HistoryWindow,
+) -> Result<History, UdfProblem> {
     let from_ts = window.from.map(instant).transpose()?;
     let rows = app
         .db
@@ -473,7 +493,7 @@ async fn history(
     if answer.t.is_empty() {
         answer.s = "no_data";
     }
-    Ok(Json(answer))
+    Ok(answer)
 }
 
 #[cfg(test)]

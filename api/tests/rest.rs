@@ -932,7 +932,7 @@ async fn routes_errors_and_health() {
         .as_str()
         .expect("message")
         .contains("/api/v1/nothing"));
-    api.get("/").await.error(404, "not_found");
+    api.get("/nowhere").await.error(404, "not_found");
     api.get("/api/v1/chain/").await.error(404, "not_found");
     let e = api
         .get("/api/v1/underlyings?%zz=1")

@@ -1,6 +1,7 @@
 //! What each subcommand does, given a checked configuration. The stages themselves live
 //! in their crates; these functions only build their configurations and report results.
 
+mod api;
 mod ingest;
 mod token;
 
@@ -26,13 +27,17 @@ pub(crate) async fn execute(
         Command::Process => Ok(strikeflow_processors::run(config.processor(), shutdown).await?),
         Command::Sink => Ok(strikeflow_sink::run(config.sink(), shutdown).await?),
         Command::Push => Ok(strikeflow_push::run(config.push(), shutdown).await?),
+        Command::Api => Ok(strikeflow_api::run(config.api(), shutdown).await?),
         Command::Run(args) => {
             args.simulate.apply(&mut config)?;
-            // Push's own checks (a weak secret on a public address) before any stage starts.
+            // Push's and the API's own checks (a weak secret on a public address, the token
+            // keys) before any stage starts.
             config.push().validate()?;
+            config.api().validate()?;
             supervisor::run_all(&config, !args.no_simulator, shutdown).await
         }
         Command::Migrate(args) => migrate(&config, args).await,
+        Command::Token(args) if args.is_api_token() => api::token(&config, args),
         Command::Token(args) => token::execute(&config, args).await,
         Command::Bench { what } => bench(&config, what).await,
     }

@@ -269,3 +269,103 @@ fn auth_and_push_limits_reach_push() {
         Ok(())
     });
 }
+
+#[test]
+fn the_api_section_reaches_the_api_with_the_shared_connections() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file(
+            "custom.toml",
+            "[auth]\nissuer = \"https://id.example\"\n\
+             [api]\nlisten = \"127.0.0.1:9181\"\naudience = \"dash-api\"\nscope = \"read\"\n\
+             cors_origins = [\"https://dash.example\"]\ncache_ttl_ms = 500\n",
+        )?;
+        jail.set_env("STRIKEFLOW_API__REQUESTS_PER_SEC", "7");
+        jail.set_env("STRIKEFLOW_API__POOL_SIZE", "3");
+        jail.set_env("REDIS_URL", "redis://cache.example:6379");
+        jail.set_env("DATABASE_URL", "postgres://elsewhere/db");
+        jail.set_env("STRIKEFLOW_JWT_SECRET", "s3cret");
+        let config = Config::load(Some(Path::new("custom.toml"))).map_err(jailed)?;
+        config.validate().map_err(jailed)?;
+        let api = config.api();
+        api.validate()
+            .map_err(|e| figment::Error::from(e.to_string()))?;
+        assert_eq!(api.settings.listen.port(), 9181);
+        assert_eq!(api.settings.audience, "dash-api");
+        assert_eq!(api.settings.scope, "read");
+        assert_eq!(api.settings.cors_origins, ["https://dash.example"]);
+        assert_eq!(api.settings.cache_ttl_ms, 500);
+        assert_eq!(api.settings.requests_per_sec, 7);
+        assert_eq!(api.settings.pool_size, 3);
+        assert_eq!(api.database_url, "postgres://elsewhere/db");
+        assert_eq!(api.redis_url, "redis://cache.example:6379");
+        // [auth] is shared: keys and issuer from it, the audience the API's own.
+        assert_eq!(api.auth.issuer, "https://id.example");
+        assert_eq!(api.auth.jwt_secret, "s3cret");
+        assert_eq!(config.push().auth.audience, "strikeflow-push");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_api_setting_is_named() {
+    for (text, parts) in [
+        (
+            "[api]\npool_sise = 5\n",
+            &["api.pool_sise", "unknown key", "pool_size"][..],
+        ),
+        ("[api]\npool_size = 0\n", &["api.pool_size: must"]),
+        (
+            "[api]\nlisten = \"nowhere\"\n",
+            &["api.listen", "custom.toml"],
+        ),
+        ("[api]\nscope = \"a b\"\n", &["api.scope: "]),
+        (
+            "[api]\ncors_origins = [\"dash.example\"]\n",
+            &["api.cors_origins: ", "dash.example"],
+        ),
+        ("[api]\nrequests_burst = 0\n", &["api.requests_burst: must"]),
+        (
+            "[api]\ncache_ttl_ms = 1500\n",
+            &[
+                "api.cache_ttl_ms: ",
+                "processor.analytics.emit_every_ms (1000)",
+            ],
+        ),
+        (
+            "[processor.analytics]\nemit_every_ms = 250\n",
+            &["api.cache_ttl_ms: ", "(250)"],
+        ),
+    ] {
+        assert_names(&refusal(text), parts);
+    }
+    // A shorter emission interval with a cache to match is fine.
+    Jail::expect_with(|jail| {
+        let config = load_file(
+            jail,
+            "[processor.analytics]\nemit_every_ms = 250\n[api]\ncache_ttl_ms = 250\n",
+        )
+        .map_err(jailed)?;
+        config.validate().map_err(jailed)
+    });
+}
+
+#[test]
+fn a_misspelt_api_variable_is_named() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("STRIKEFLOW_API__CACHE_TTL", "5");
+        let Err(e) = Config::load(None) else {
+            return Err("STRIKEFLOW_API__CACHE_TTL was accepted".into());
+        };
+        assert_names(
+            &e.to_string(),
+            &[
+                "api.cache_ttl",
+                "unknown key",
+                "environment variable STRIKEFLOW_API__CACHE_TTL",
+            ],
+        );
+        Ok(())
+    });
+}

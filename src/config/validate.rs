@@ -33,6 +33,18 @@ impl Config {
         self.processor.validate().map_err(ConfigError::stage)?;
         self.sink.validate().map_err(ConfigError::stage)?;
         self.push.validate().map_err(ConfigError::stage)?;
+        self.api.validate().map_err(ConfigError::stage)?;
+        // The cache may not keep an answer longer than the processors take to emit a newer
+        // one: no answer is served older than one emission interval.
+        let emit_every_ms = self.processor.analytics.emit_every_ms;
+        check(
+            self.api.cache_ttl_ms <= emit_every_ms,
+            "api.cache_ttl_ms",
+            &format!(
+                "must be at most processor.analytics.emit_every_ms ({emit_every_ms}): a cached \
+                 answer may not outlive the emission interval (0 turns the cache off)"
+            ),
+        )?;
         Ok(())
     }
 

@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::Json;
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
 use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 
 use super::col;
+use crate::cache::{cache_key, cached};
 use crate::db::Sql;
 use crate::error::Problem;
 use crate::openapi;
@@ -236,26 +237,30 @@ ORDER BY l.strike, l.option_type"
 pub(crate) async fn chain(
     State(app): State<Arc<App>>,
     RawQuery(query): RawQuery,
-) -> Result<Json<ChainAnswer>, Problem> {
+) -> Result<Response, Problem> {
     let params = Params::strict(query.as_deref(), openapi::CHAIN.params)?;
     let underlying = params.need("underlying", params::underlying)?;
     let expiry = params.need("expiry", params::date)?;
     let at = params.get("at", params::time)?;
-    let rows = app.db.query(&CHAIN, &[&underlying, &expiry, &at]).await?;
-    if !super::known(&rows)? {
-        return Err(Problem::unknown(
-            "unknown_chain",
-            "expiry",
-            format!("no {underlying} options expiring {expiry} are stored"),
-        ));
-    }
-    let mut chains = group(&rows)?;
-    let chain = chains.pop().ok_or_else(Problem::internal)?;
-    Ok(Json(ChainAnswer {
-        underlying,
-        at,
-        chain,
-    }))
+    let key = cache_key(&("chain", &underlying, expiry, at))?;
+    cached(&app, key, async {
+        let rows = app.db.query(&CHAIN, &[&underlying, &expiry, &at]).await?;
+        if !super::known(&rows)? {
+            return Err(Problem::unknown(
+                "unknown_chain",
+                "expiry",
+                format!("no {underlying} options expiring {expiry} are stored"),
+            ));
+        }
+        let mut chains = group(&rows)?;
+        let chain = chains.pop().ok_or_else(Problem::internal)?;
+        Ok(ChainAnswer {
+            underlying: underlying.clone(),
+            at,
+            chain,
+        })
+    })
+    .await
 }
 
 const CHAINS: Sql = Sql {
@@ -305,7 +310,7 @@ const DEFAULT_EXPIRIES: usize = 5;
 pub(crate) async fn chains(
     State(app): State<Arc<App>>,
     RawQuery(query): RawQuery,
-) -> Result<Json<ChainsAnswer>, Problem> {
+) -> Result<Response, Problem> {
     let params = Params::strict(query.as_deref(), openapi::CHAINS.params)?;
     let underlying = params.need("underlying", params::underlying)?;
     let max = app.settings.max_chain_expiries;
@@ -315,18 +320,22 @@ pub(crate) async fn chains(
     let at = params.get("at", params::time)?;
     let day = ist_day(at.unwrap_or_else(Utc::now));
     let count = i64::try_from(count).map_err(|_| Problem::internal())?;
-    let rows = app
-        .db
-        .query(&CHAINS, &[&underlying, &day, &count, &at])
-        .await?;
-    if !super::known(&rows)? {
-        return Err(super::instruments::unknown_underlying(&underlying));
-    }
-    Ok(Json(ChainsAnswer {
-        underlying,
-        at,
-        chains: group(&rows)?,
-    }))
+    let key = cache_key(&("chains", &underlying, count, day, at))?;
+    cached(&app, key, async {
+        let rows = app
+            .db
+            .query(&CHAINS, &[&underlying, &day, &count, &at])
+            .await?;
+        if !super::known(&rows)? {
+            return Err(super::instruments::unknown_underlying(&underlying));
+        }
+        Ok(ChainsAnswer {
+            underlying: underlying.clone(),
+            at,
+            chains: group(&rows)?,
+        })
+    })
+    .await
 }
 
 /// The trading day (IST) of an instant.

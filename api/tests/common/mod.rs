@@ -9,10 +9,13 @@ pub(crate) mod proxy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use strikeflow_api::{ApiConfig, ApiServer, ApiSettings};
+use strikeflow_api::{
+    mint_token, ApiConfig, ApiServer, ApiSettings, TokenRequest, DEFAULT_AUDIENCE, DEFAULT_SCOPE,
+};
+use strikeflow_push::AuthSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -130,9 +133,61 @@ impl Sandbox {
     }
 }
 
+/// The Redis `./dev test` exports, or its default.
+pub(crate) fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".to_owned())
+}
+
+/// The HS256 secret of the tests' `[auth]`.
+pub(crate) const SECRET: &str = "api-tests-secret-of-at-least-32-bytes";
+
+/// The tests' `[auth]`: the defaults with [`SECRET`].
+pub(crate) fn auth() -> AuthSettings {
+    AuthSettings {
+        jwt_secret: SECRET.to_owned(),
+        ..AuthSettings::default()
+    }
+}
+
+/// A token of `sub` for `audiences` with `scopes`, valid for a minute.
+pub(crate) fn token_for(sub: &str, audiences: &[&str], scopes: &[&str]) -> String {
+    mint_token(
+        &auth(),
+        &TokenRequest {
+            sub: sub.to_owned(),
+            ttl: Duration::from_secs(60),
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            channels: Vec::new(),
+        },
+    )
+    .expect("minting a test token")
+}
+
+/// A valid API token with the default scope.
+pub(crate) fn token() -> String {
+    token_for("tester", &[DEFAULT_AUDIENCE], &[DEFAULT_SCOPE])
+}
+
+/// The configuration the tests start the API with: `database_url`, the tests' Redis and
+/// `[auth]`, a free loopback port and `settings` otherwise.
+pub(crate) fn config(database_url: &str, settings: ApiSettings) -> ApiConfig {
+    ApiConfig {
+        database_url: database_url.to_owned(),
+        redis_url: redis_url(),
+        auth: auth(),
+        settings: ApiSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..settings
+        },
+    }
+}
+
 /// The API serving a database on a free loopback port.
 pub(crate) struct Api {
     pub(crate) addr: SocketAddr,
+    /// A valid token with the scope, sent by [`Api::get`].
+    pub(crate) token: String,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), strikeflow_api::ApiError>>,
 }
@@ -143,26 +198,31 @@ impl Api {
     }
 
     pub(crate) async fn start_with(database_url: &str, settings: ApiSettings) -> Api {
-        let config = ApiConfig {
-            database_url: database_url.to_owned(),
-            settings: ApiSettings {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                ..settings
-            },
-        };
+        Self::start_config(config(database_url, settings)).await
+    }
+
+    pub(crate) async fn start_config(config: ApiConfig) -> Api {
         let server = ApiServer::bind(config).await.expect("binding the API");
         let addr = server.local_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.serve(shutdown.clone()));
         Api {
             addr,
+            token: token(),
             shutdown,
             task,
         }
     }
 
+    /// `GET path` with the valid token.
     pub(crate) async fn get(&self, path: &str) -> Reply {
-        get(self.addr, path).await
+        let bearer = format!("Bearer {}", self.token);
+        request(self.addr, path, &[("Authorization", &bearer)]).await
+    }
+
+    /// `GET path` with exactly `headers` (no token unless one of them carries it).
+    pub(crate) async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        request(self.addr, path, headers).await
     }
 
     pub(crate) async fn stop(self) {
@@ -179,10 +239,19 @@ impl Api {
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) content_type: String,
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: String,
 }
 
 impl Reply {
+    /// The value of header `name` (case-insensitive), if present.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
@@ -223,12 +292,26 @@ impl Reply {
     }
 }
 
-/// `GET path` with a fresh connection (`Connection: close`), read to the end.
-pub(crate) async fn get(addr: SocketAddr, path: &str) -> Reply {
+/// `GET path` with `headers` on a fresh connection (`Connection: close`), read to the end.
+pub(crate) async fn request(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(addr, "GET", path, headers).await
+}
+
+/// `method path` with `headers` on a fresh connection, read to the end.
+pub(crate) async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut stream = TcpStream::connect(addr)
         .await
         .expect("connecting to the API");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     stream
         .write_all(request.as_bytes())
         .await
@@ -246,11 +329,15 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> Reply {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
     let header = |name: &str| {
-        head.lines()
-            .filter_map(|l| l.split_once(':'))
+        headers
+            .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_owned())
+            .map(|(_, v)| v.clone())
     };
     let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         dechunk(body)
@@ -260,6 +347,7 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> Reply {
     Reply {
         status,
         content_type: header("content-type").unwrap_or_default(),
+        headers,
         body,
     }
 }
