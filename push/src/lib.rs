@@ -113,6 +113,9 @@ pub enum PushError {
     /// The PostgreSQL URL is invalid.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The feed's own runtime could not be built.
+    #[error("starting the feed's runtime: {0}")]
+    FeedRuntime(#[source] std::io::Error),
     /// A background task panicked or was aborted.
     #[error("background task {task} failed: {source}")]
     Task {
