@@ -33,6 +33,7 @@ mod child;
 mod clients;
 mod procfs;
 mod session;
+mod wire;
 
 use child::{free_port, PushChild};
 use clients::{Crowd, Plan};
@@ -202,7 +203,7 @@ async fn drive(
         stop.clone(),
     ));
     let idle_before = procfs::rss_kib(push.pid())?;
-    let crowd = Crowd::connect(push.url(), &token, &plan, times.clone(), stop.clone()).await?;
+    let crowd = Crowd::connect(push.addr(), &token, &plan, times.clone(), stop.clone()).await?;
     // Let the subscriptions' snapshots drain before reading the memory of the idle crowd.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_after = procfs::rss_kib(push.pid())?;

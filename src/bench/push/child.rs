@@ -54,8 +54,8 @@ impl PushChild {
         self.child.id()
     }
 
-    pub(super) fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
+    pub(super) fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// Polls `/readyz` until it answers 200.

@@ -6,26 +6,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use futures::{SinkExt, StreamExt};
+use anyhow::Result;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use strikeflow_push::protocol::bars_channel;
 
+use super::wire::{Event, WireClient};
 use super::SendTimes;
 
 /// Handshakes in flight at once: enough to connect 10,000 clients in seconds without
 /// overrunning the listener's accept backlog.
 const CONNECTING: usize = 128;
 
-/// Bytes read from a socket at once.
-const READ_BUFFER: usize = 4 * 1024;
+/// The push endpoint's path.
+const PATH: &str = "/ws";
+/// Bytes of a message's start that hold its head (type, channel, epoch, seq).
+const HEAD_BYTES: usize = 512;
 
 /// The kinds a latency is reported for, by channel prefix.
 const KINDS: [(&str, &str); 3] = [("ticks.", "ticks"), ("bars.", "bars"), ("chain.", "chain")];
@@ -106,7 +104,7 @@ impl Crowd {
     /// Connects and subscribes every client of `plan`; returns once each has either
     /// subscribed or failed.
     pub(super) async fn connect(
-        url: String,
+        addr: String,
         token: &str,
         plan: &Plan,
         times: Arc<SendTimes>,
@@ -114,16 +112,15 @@ impl Crowd {
     ) -> Result<Self> {
         let shared = Arc::new(Shared::default());
         let gate = Arc::new(Semaphore::new(CONNECTING));
-        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the token is not a valid header value")?;
+        let token: Arc<str> = Arc::from(token);
         let mut tasks = JoinSet::new();
         let mut ready = Vec::with_capacity(plan.subscriptions.len());
         for channels in &plan.subscriptions {
             let (done, subscribed) = oneshot::channel();
             ready.push(subscribed);
             let client = Client {
-                url: url.clone(),
-                bearer: bearer.clone(),
+                addr: addr.clone(),
+                token: token.clone(),
                 channels: channels.clone(),
                 shared: shared.clone(),
                 times: times.clone(),
@@ -214,8 +211,8 @@ pub(super) fn percentiles(values: &mut [u32]) -> Latency {
 
 /// One client.
 struct Client {
-    url: String,
-    bearer: HeaderValue,
+    addr: String,
+    token: Arc<str>,
     channels: Vec<String>,
     shared: Arc<Shared>,
     times: Arc<SendTimes>,
@@ -233,59 +230,54 @@ impl Client {
                 let _ = subscribed.send(false);
                 return report;
             };
-            let Ok(mut request) = self.url.as_str().into_client_request() else {
-                let _ = subscribed.send(false);
-                return report;
-            };
-            request
-                .headers_mut()
-                .insert("authorization", self.bearer.clone());
-            // tungstenite zero-fills its whole read buffer before every read (128 KiB by
-            // default), which would cost the crowd more CPU than the frames themselves.
-            let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-            tokio_tungstenite::connect_async_with_config(request, Some(config), false).await
+            WireClient::connect(&self.addr, PATH, &self.token).await
         };
-        let Ok((mut socket, _)) = socket else {
+        let Ok(mut socket) = socket else {
             let _ = subscribed.send(false);
             return report;
         };
         for channel in &self.channels {
             let op = format!(r#"{{"op":"subscribe","channel":"{channel}"}}"#);
-            if socket.send(Message::text(op)).await.is_err() {
+            if socket.send_text(&op).await.is_err() {
                 let _ = subscribed.send(false);
                 return report;
             }
         }
         self.shared.connected.fetch_add(1, Ordering::AcqRel);
         let _ = subscribed.send(true);
-        // One waiter registered for the whole session: every client shares `stop`, and a
-        // fresh `cancelled()` per frame would make them all queue on its one lock.
+        // One waiter registered for the whole session, polled after the socket: every
+        // client shares `stop`, and each poll of it takes the token's lock.
         let stop = self.stop.cancelled();
         tokio::pin!(stop);
         loop {
-            let frame = tokio::select! {
+            let event = tokio::select! {
+                biased;
+                event = socket.next() => event,
                 _ = &mut stop => break,
-                frame = socket.next() => frame,
             };
-            match frame {
-                Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), &mut report),
-                Some(Ok(Message::Close(frame))) => {
-                    report.closed_with = frame.map(|f| u16::from(f.code));
+            match event {
+                Ok(Event::Text(len)) => self.on_text(socket.text(len), &mut report),
+                Ok(Event::Closed(code)) => {
+                    report.closed_with = code;
                     break;
                 }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break,
+                Err(_) => break,
             }
         }
-        let _ = socket.close(None).await;
         report
     }
 
-    fn on_text(&self, text: &str, report: &mut ClientReport) {
+    fn on_text(&self, text: &[u8], report: &mut ClientReport) {
         if !self.shared.counting.load(Ordering::Relaxed) {
             return;
         }
-        let Some(head) = Head::parse(text) else {
+        // The head is ASCII and near the start; never validate the whole payload.
+        let prefix = &text[..text.len().min(HEAD_BYTES)];
+        let prefix = match std::str::from_utf8(prefix) {
+            Ok(prefix) => prefix,
+            Err(e) => std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        let Some(head) = Head::parse(prefix) else {
             return;
         };
         if head.snapshot {
