@@ -391,6 +391,16 @@ impl Hub {
         }
     }
 
+    /// Remove every subscription of `id`: for a session whose own list of them is lost (its
+    /// reader failed), so the hub does not keep feeding a closed queue.
+    pub fn unsubscribe_everywhere(&self, id: ClientId) {
+        let mut guard = self.lock();
+        guard.map.retain(|_, entry| {
+            entry.subscribers.remove(&id);
+            !(entry.subscribers.is_empty() && entry.epoch.is_none() && entry.snapshot.is_none())
+        });
+    }
+
     /// Number of subscribers of `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.lock()

@@ -84,21 +84,29 @@ pub(crate) async fn run(mut socket: WebSocket, state: Arc<AppState>, start: Star
 
     let (sink, stream) = socket.split();
     let settings = &state.settings;
-    let mut reader = Reader {
+    let reader = Reader {
         id,
-        state: &state,
-        queue: &queue,
+        state: state.clone(),
+        queue: queue.clone(),
         format,
         claims: ticket.claims.clone(),
         subscriptions: HashSet::new(),
         rate: RateLimit::new(settings.ops_per_sec, settings.ops_burst),
     };
-    tokio::join!(
-        write_loop(sink, &queue, settings.ping_interval(), format),
-        reader.run(stream)
-    );
-    for channel in reader.subscriptions.drain() {
-        state.hub.unsubscribe(id, &channel);
+    // The reader is a task of its own: joined in one task, it would be polled (its timers,
+    // its socket, the stop token's lock) every time the writer is woken for a message.
+    let reading = tokio::spawn(reader.run(stream));
+    write_loop(sink, &queue, settings.ping_interval(), format).await;
+    match reading.await {
+        Ok(mut reader) => {
+            for channel in reader.subscriptions.drain() {
+                state.hub.unsubscribe(id, &channel);
+            }
+        }
+        Err(err) => {
+            tracing::error!(client = id, error = %err, "a session's reader failed");
+            state.hub.unsubscribe_everywhere(id);
+        }
     }
     ticket.finish().await;
     clients.decrement(1.0);
@@ -330,10 +338,10 @@ async fn send(
 }
 
 /// The reading half and the session's request state.
-struct Reader<'a> {
+struct Reader {
     id: u64,
-    state: &'a AppState,
-    queue: &'a Arc<ClientQueue>,
+    state: Arc<AppState>,
+    queue: Arc<ClientQueue>,
     /// The client's format: replies are sent in it, and a MessagePack client may send
     /// requests as binary frames.
     format: Format,
@@ -342,8 +350,10 @@ struct Reader<'a> {
     rate: RateLimit,
 }
 
-impl Reader<'_> {
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>) {
+impl Reader {
+    /// Reads until the session ends; returns itself so the session can drop its
+    /// subscriptions.
+    async fn run(mut self, mut stream: SplitStream<WebSocket>) -> Self {
         let stop = self.queue.stop_token().clone();
         let ping_every = self.state.settings.ping_interval();
         let max_frame = self.state.settings.max_frame_bytes;
@@ -437,6 +447,7 @@ impl Reader<'_> {
             })
             .await;
         }
+        self
     }
 
     fn policy_close(&self, reason: CloseReason, label: &'static str) {
@@ -520,7 +531,7 @@ impl Reader<'_> {
         } else {
             None
         };
-        hub.subscribe(self.id, self.queue, kind, &channel, since, stored);
+        hub.subscribe(self.id, &self.queue, kind, &channel, since, stored);
         self.subscriptions.insert(channel);
     }
 

@@ -409,3 +409,18 @@ async fn a_batch_wakes_each_session_once_and_only_when_asked() {
     publish(&hub, ChannelKind::Ticks, "ticks.X", 3, "{}");
     assert_eq!(hub.lock().unwoken.len(), 1);
 }
+
+#[test]
+fn unsubscribe_everywhere_drops_every_subscription_of_one_client() {
+    let hub = Hub::new();
+    let (a, b) = (queue(8), queue(8));
+    hub.subscribe(1, &a, ChannelKind::Ticks, "ticks.X", None, None);
+    hub.subscribe(1, &a, ChannelKind::Ticks, "ticks.Y", None, None);
+    hub.subscribe(2, &b, ChannelKind::Ticks, "ticks.X", None, None);
+    publish(&hub, ChannelKind::Ticks, "ticks.X", 1, "{}");
+    hub.unsubscribe_everywhere(1);
+    assert_eq!(hub.subscriber_count("ticks.X"), 1);
+    assert_eq!(hub.subscriber_count("ticks.Y"), 0);
+    // A channel that never carried data is forgotten once unused; one with data stays.
+    assert_eq!(hub.channel_count(), 1);
+}
