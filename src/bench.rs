@@ -20,10 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 
+mod api;
+mod fuzz;
 mod psql;
 mod push;
 mod sink;
 
+pub use api::{api, ApiBench};
+pub use fuzz::{fuzz, FuzzBench};
 pub use push::{push, PushBench};
 pub use sink::sink;
 

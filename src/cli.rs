@@ -129,6 +129,46 @@ pub(crate) enum BenchTarget {
         #[arg(long, default_value_t = 100)]
         tick_channels: usize,
     },
+    /// The query API (in this process, on a private database filled with a simulated
+    /// session) under keep-alive HTTP/1.1 connections: health, instrument search, UDF
+    /// history, option chain (cached and uncached), F&O strike analysis; requests/s and
+    /// p50/p95/p99 per scenario.
+    Api {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Simulated ticks stored before the load.
+        #[arg(long, default_value_t = 300_000)]
+        ticks: usize,
+    },
+    /// Fuzz the decoders and parsers (docs/fuzzing.md): seeded, structure-aware mutations of
+    /// real inputs, each run under a panic catcher, a time limit and an allocation bound;
+    /// prints inputs/s, the slowest input and the peak allocation, and saves any failing input.
+    Fuzz {
+        /// A target (avro-tick, avro-instrument, avro-bar, avro-watermark, avro-strike,
+        /// avro-chain, avro-moneyness, avro-indicator, kite-frame, client-op-json,
+        /// client-op-msgpack, replay-ndjson, replay-csv, jwt) or `all`.
+        #[arg(long, default_value = "all")]
+        target: String,
+        /// Inputs per target.
+        #[arg(long, default_value_t = 10_000_000)]
+        inputs: u64,
+        /// The seed every input derives from (a failure reproduces from seed and index).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// An input taking longer than this many milliseconds is a failure.
+        #[arg(long, default_value_t = 1_000)]
+        time_limit_ms: u64,
+        /// Directory failing inputs are saved in.
+        #[arg(long, default_value = "fuzz-failures")]
+        out: std::path::PathBuf,
+        /// Check one saved input against the target instead of fuzzing.
+        #[arg(long)]
+        replay: Option<std::path::PathBuf>,
+    },
 }
 
 /// The feeds `strikeflow ingest` can publish.

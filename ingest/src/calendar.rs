@@ -58,7 +58,11 @@ pub fn session_close_of(ts: i64) -> i64 {
 /// day's session close, or, for a tick stamped after the close (closing-session prints),
 /// the end of its minute, so its bar closes too.
 pub fn session_end_after(last_ts: i64) -> i64 {
-    let minute_end = last_ts.saturating_sub(last_ts.rem_euclid(MINUTE_MICROS)) + MINUTE_MICROS;
+    // Saturating: a recording line stamped within a minute of i64::MAX (hostile or corrupt,
+    // found by fuzzing) overflowed here at the end of a replay.
+    let minute_end = last_ts
+        .saturating_sub(last_ts.rem_euclid(MINUTE_MICROS))
+        .saturating_add(MINUTE_MICROS);
     session_close_of(last_ts).max(minute_end)
 }
 

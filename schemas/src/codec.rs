@@ -30,6 +30,16 @@ pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
 /// Length of the single-object header: marker plus 8-byte fingerprint.
 pub const HEADER_LEN: usize = 10;
 
+/// The most bytes the decoder may reserve for one string, byte array or collection before
+/// reading it: Kafka's default `max.message.bytes` (1 MiB), since no field can be longer than
+/// the message carrying it.
+///
+/// apache-avro allocates a string's declared length before it reads the bytes, up to a
+/// process-wide cap that defaults to 512 MiB; without this lower cap a 15-byte message
+/// declaring a 500 MB string made `decode` reserve 500 MB (found by fuzzing, see
+/// `docs/fuzzing.md`). A longer declared length is a [`CodecError::Malformed`].
+pub const MAX_FIELD_BYTES: usize = 1 << 20;
+
 /// Why encoding or decoding a message failed. Consumers route undecodable messages to the dead
 /// letter topic, so each cause is a distinct, typed variant rather than a string.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +172,9 @@ impl SchemaCodec {
     /// for the whole process (one per record type, built once), so a `'static` borrow is the
     /// simplest sound way to cache them together.
     pub fn build(name: &'static str, schema_json: &str) -> Result<Self, CodecError> {
+        // Process-wide and set once (the first call wins): every codec is built before its
+        // first decode, so this runs before apache-avro reads anything.
+        apache_avro::util::max_allocation_bytes(MAX_FIELD_BYTES);
         let canonical_form = canonical_form(schema_json)?;
         let fingerprint = rabin_fingerprint(canonical_form.as_bytes());
         let schema =

@@ -16,7 +16,7 @@ pub use analytics::{
 pub use canonical::{canonical_form, rabin_fingerprint, RABIN_EMPTY};
 pub use codec::{
     decode, encode, encode_into, fingerprint, split_header, try_fingerprint, AvroRecord,
-    CodecError, SchemaCodec, HEADER_LEN, SINGLE_OBJECT_MARKER,
+    CodecError, SchemaCodec, HEADER_LEN, MAX_FIELD_BYTES, SINGLE_OBJECT_MARKER,
 };
 pub use model::{
     date_from_days, days_from_date, Bar, ChainKey, ChainKeyError, Instrument, InstrumentType, Tick,

@@ -118,6 +118,36 @@ async fn bench(config: &Config, what: BenchTarget) -> Result<()> {
             };
             strikeflow::bench::push(config, bench).await
         }
+        BenchTarget::Api {
+            secs,
+            connections,
+            ticks,
+        } => {
+            let bench = strikeflow::bench::ApiBench {
+                secs,
+                connections,
+                ticks,
+            };
+            strikeflow::bench::api(config, bench).await
+        }
+        BenchTarget::Fuzz {
+            target,
+            inputs,
+            seed,
+            time_limit_ms,
+            out,
+            replay,
+        } => {
+            strikeflow::bench::fuzz(strikeflow::bench::FuzzBench {
+                target,
+                inputs,
+                seed,
+                time_limit: std::time::Duration::from_millis(time_limit_ms),
+                out,
+                replay,
+            })
+            .await
+        }
     }
 }
 

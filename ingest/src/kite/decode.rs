@@ -285,7 +285,10 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Vec<Packet>, DecodeError> {
         _ => {}
     }
     let count = usize::from(be_u16(bytes, 0));
-    let mut packets = Vec::with_capacity(count);
+    // Every packet takes at least its 2-byte length, so a frame of n bytes holds at most
+    // (n - 2) / 2: reserving the declared count instead let a 3-byte frame reserve 65 535
+    // packets (found by fuzzing, see docs/fuzzing.md).
+    let mut packets = Vec::with_capacity(count.min((bytes.len() - 2) / 2));
     let mut at = 2;
     for packet in 0..count {
         let available = bytes.len() - at;
