@@ -18,9 +18,10 @@ use strikeflow_schemas::Topics;
 use strikeflow_sink::{write_batch, Batch, Source, Sources, SINK_LOCK_CLASS};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::scratch::{connect, drop_database, with_database};
 use crate::migrate::migrate_database;
 use crate::Config;
 
@@ -65,10 +66,7 @@ pub async fn api(config: &Config, bench: ApiBench) -> Result<()> {
         .await
         .with_context(|| format!("creating database {name}"))?;
     let result = run(config, &bench, &url).await;
-    let dropped = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .with_context(|| format!("dropping database {name}"));
+    let dropped = drop_database(&admin, &name).await;
     result?;
     dropped
 }
@@ -616,30 +614,6 @@ fn report(bench: &ApiBench, targets: &Targets, samples: &[Sample], secs: f64, ad
     );
 }
 
-/// The same server's connection string naming another database (URL or key=value form),
-/// as the sink bench builds it.
-fn with_database(url: &str, database: &str) -> Result<String> {
-    if !url.contains("://") {
-        return Ok(format!("{url} dbname={database}"));
-    }
-    let (path, query) = match url.split_once('?') {
-        Some((path, query)) => (path, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = path.find("://").map_or(0, |i| i + 3);
-    let base = match path[scheme_end..].find('/') {
-        Some(slash) => &path[..scheme_end + slash],
-        None => path,
-    };
-    Ok(format!("{base}/{database}{query}"))
-}
-
-async fn connect(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
 /// Percent-encodes a query value.
 fn enc(value: &str) -> String {
     value
@@ -689,19 +663,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_and_query_values() {
-        assert_eq!(
-            with_database(
-                "postgres://u@h:1/strikeflow?sslmode=disable",
-                "sf_bench_api_1"
-            )
-            .expect("url"),
-            "postgres://u@h:1/sf_bench_api_1?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("host=h", "x").expect("url"),
-            "host=h dbname=x"
-        );
+    fn query_values() {
         assert_eq!(enc("NIFTY 50&x"), "NIFTY%2050%26x");
     }
 }

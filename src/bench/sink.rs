@@ -13,10 +13,11 @@ use strikeflow_analytics::{CoreSettings, Output, TickProcessor};
 use strikeflow_ingest::MarketSimulator;
 use strikeflow_kafka::Outbox;
 use strikeflow_schemas::{encode, encode_into, Topics};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::psql::{self, TickCsv, TICK_COLUMNS};
+use super::scratch::{connect, drop_database, with_database};
 use super::{bench_topics, drop_topics};
 use crate::Config;
 
@@ -573,57 +574,7 @@ async fn count(db: &Client, table: &str) -> Result<i64> {
         .get(0))
 }
 
-async fn connect(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-async fn drop_database(admin: &Client, name: &str) -> Result<()> {
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .with_context(|| format!("dropping database {name}"))
-}
-
-/// The same server's connection string naming another database (URL or key=value form).
-fn with_database(url: &str, database: &str) -> Result<String> {
-    if !url.contains("://") {
-        return Ok(format!("{url} dbname={database}"));
-    }
-    let (path, query) = match url.split_once('?') {
-        Some((path, query)) => (path, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = path.find("://").map_or(0, |i| i + 3);
-    let base = match path[scheme_end..].find('/') {
-        Some(slash) => &path[..scheme_end + slash],
-        None => path,
-    };
-    Ok(format!("{base}/{database}{query}"))
-}
-
 /// Runs blocking work (a psql child) without stalling the runtime's other tasks.
 fn blocking<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     tokio::task::block_in_place(work)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn another_database_on_the_same_server() {
-        let url = |u: &str| with_database(u, "sf_bench_1").expect("url");
-        assert_eq!(
-            url("postgres://strikeflow@127.0.0.1:15432/strikeflow"),
-            "postgres://strikeflow@127.0.0.1:15432/sf_bench_1"
-        );
-        assert_eq!(
-            url("postgres://u:p@h/db?sslmode=disable"),
-            "postgres://u:p@h/sf_bench_1?sslmode=disable"
-        );
-        assert_eq!(url("postgres://h:5432"), "postgres://h:5432/sf_bench_1");
-        assert_eq!(url("host=h user=u"), "host=h user=u dbname=sf_bench_1");
-    }
 }
