@@ -1,8 +1,6 @@
 //! Routing: which topic and key each core output goes to, and publishing them into the
 //! open transaction.
 
-use std::collections::HashMap;
-
 use strikeflow_analytics::Output;
 use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
@@ -49,22 +47,40 @@ fn chain_key(underlying: &str, expiry: i32) -> String {
     .to_string()
 }
 
-/// A chain boundary: underlying, expiry (days) and `ts`.
-pub type Boundary = (String, i32, i64);
-
-/// How many strike rows each chain boundary in `outputs` has: the value of the
+/// How many strike rows each chain boundary in a batch of outputs has: the value of the
 /// [`STRIKE_ROWS_HEADER`] on its summary. The core emits a boundary's rows and summary
 /// together, so one batch of outputs holds all of them.
-pub fn strike_row_counts(outputs: &[Output]) -> HashMap<Boundary, u32> {
-    let mut counts: HashMap<Boundary, u32> = HashMap::new();
-    for output in outputs {
-        if let Output::Strike(s) = output {
-            *counts
-                .entry((s.underlying.clone(), s.expiry, s.ts))
-                .or_default() += 1;
+///
+/// A list, not a map: a batch holds a few boundaries whose rows come one after another, so
+/// the underlying's name is copied once per boundary rather than once per row, and a lookup
+/// scans a handful of entries.
+#[derive(Debug, Default)]
+pub struct StrikeRowCounts(Vec<(String, i32, i64, u32)>);
+
+impl StrikeRowCounts {
+    /// Counts the strike rows of `outputs` per (underlying, expiry, ts).
+    pub fn of(outputs: &[Output]) -> Self {
+        let mut counts: Vec<(String, i32, i64, u32)> = Vec::new();
+        for output in outputs {
+            let Output::Strike(s) = output else { continue };
+            match counts.last_mut() {
+                Some((u, e, t, n)) if *u == s.underlying && *e == s.expiry && *t == s.ts => {
+                    *n += 1;
+                }
+                _ => counts.push((s.underlying.clone(), s.expiry, s.ts, 1)),
+            }
         }
+        Self(counts)
     }
-    counts
+
+    /// The strike rows of one boundary (0 when it has none).
+    pub fn rows(&self, underlying: &str, expiry: i32, ts: i64) -> u32 {
+        self.0
+            .iter()
+            .filter(|(u, e, t, _)| u == underlying && *e == expiry && *t == ts)
+            .map(|(_, _, _, n)| n)
+            .sum()
+    }
 }
 
 /// The headers of a chain summary whose boundary has `rows` strike rows.
@@ -82,7 +98,7 @@ pub(super) fn publish(
     routes: &Routes,
     outputs: &mut Vec<Output>,
 ) -> Result<(), ProcessorError> {
-    let strike_rows = strike_row_counts(outputs);
+    let strike_rows = StrikeRowCounts::of(outputs);
     for output in outputs.drain(..) {
         match output {
             Output::Bar(bar) => {
@@ -117,10 +133,7 @@ pub(super) fn publish(
             }
             Output::Chain(chain) => {
                 let key = chain_key(&chain.underlying, chain.expiry);
-                let rows = strike_rows
-                    .get(&(chain.underlying.clone(), chain.expiry, chain.ts))
-                    .copied()
-                    .unwrap_or(0);
+                let rows = strike_rows.rows(&chain.underlying, chain.expiry, chain.ts);
                 outbox.send_record(
                     FutureRecord::to(&routes.chains)
                         .key(&key)

@@ -7,7 +7,7 @@ use anyhow::Result;
 use strikeflow_analytics::indicator_bank::{IndicatorBank, IndicatorChoice};
 use strikeflow_analytics::{CoreSettings, Output, TickProcessor};
 use strikeflow_ingest::MarketSimulator;
-use strikeflow_processors::runner::routing::{strike_row_counts, Boundary};
+use strikeflow_processors::runner::routing::StrikeRowCounts;
 use strikeflow_push::protocol::{chain_channel, ChannelKind};
 use strikeflow_schemas::{encode, ChainKey, Topics};
 
@@ -108,7 +108,7 @@ pub(super) fn play_session(config: &Config, wanted: usize) -> Result<Session> {
         let key = tick.instrument_token.to_string();
         session.add(Stream::Ticks, key, encode(&tick)?);
         core.on_tick(tick, &mut out);
-        let strike_rows = strike_row_counts(&out);
+        let strike_rows = StrikeRowCounts::of(&out);
         for output in out.drain(..) {
             session.add_output(output, &strike_rows)?;
         }
@@ -134,7 +134,7 @@ impl Session {
     }
 
     /// Keys as the processors' routing gives them (chain key or instrument token).
-    fn add_output(&mut self, output: Output, strike_rows: &HashMap<Boundary, u32>) -> Result<()> {
+    fn add_output(&mut self, output: Output, strike_rows: &StrikeRowCounts) -> Result<()> {
         let chain_key = |underlying: &str, expiry: i32| {
             ChainKey::new(underlying.to_owned(), Some(expiry)).to_string()
         };
@@ -160,10 +160,7 @@ impl Session {
                         .insert(boundary, offset);
                 }
                 let key = chain_key(&c.underlying, c.expiry);
-                let rows = strike_rows
-                    .get(&(c.underlying.clone(), c.expiry, c.ts))
-                    .copied()
-                    .unwrap_or(0);
+                let rows = strike_rows.rows(&c.underlying, c.expiry, c.ts);
                 self.add(Stream::Chains, key, encode(&c)?);
                 if let Some(record) = self.records.last_mut() {
                     record.strike_rows = Some(rows);
