@@ -24,6 +24,7 @@ mod api;
 mod fuzz;
 mod psql;
 mod push;
+mod scratch;
 mod sink;
 
 pub use api::{api, ApiBench};
