@@ -21,15 +21,21 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 
 mod api;
+mod child;
+mod e2e;
 mod fuzz;
+mod procfs;
 mod psql;
 mod push;
+mod replay;
 mod scratch;
 mod sink;
 
 pub use api::{api, ApiBench};
+pub use e2e::{e2e, E2eBench};
 pub use fuzz::{fuzz, FuzzBench};
 pub use push::{push, PushBench};
+pub use replay::{replay, ReplayBench};
 pub use sink::sink;
 
 /// A private, freshly created set of topics for one benchmark run.
@@ -39,7 +45,7 @@ async fn bench_topics(config: &Config) -> Result<Topics> {
         .map_or(0, |d| d.as_millis());
     let topics = Topics::new(format!("{}bench-{stamp}.", config.kafka.topic_prefix));
     ensure_topics(
-        &config.kafka.brokers,
+        &config.kafka.brokers(),
         &topics.all(),
         config.kafka.replication,
     )
@@ -57,7 +63,7 @@ async fn drop_topics(config: &Config, topics: &Topics, extra: &[String]) -> Resu
         .chain(extra.iter().cloned())
         .collect();
     delete_topics(
-        &config.kafka.brokers,
+        &config.kafka.brokers(),
         &names.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await?;
@@ -67,7 +73,7 @@ async fn drop_topics(config: &Config, topics: &Topics, extra: &[String]) -> Resu
 /// Simulator → validation → Avro → Kafka, against librdkafka sending pre-encoded ticks.
 pub async fn ingest(config: &Config, ticks: u64) -> Result<()> {
     let topics = bench_topics(config).await?;
-    let brokers = &config.kafka.brokers;
+    let brokers = &config.kafka.brokers();
     let market = &config.simulate.market;
 
     // Reference: the same number of messages, already encoded, through the same producer
@@ -113,6 +119,7 @@ pub async fn ingest(config: &Config, ticks: u64) -> Result<()> {
     let simulate = SimulateConfig {
         brokers: brokers.clone(),
         topics: topics.clone(),
+        registry: config.registry_connection(),
         simulator: market.clone(),
         max_ticks: Some(ticks),
         rate: None,
@@ -263,12 +270,13 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
     use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
 
     let topics = bench_topics(config).await?;
-    let brokers = &config.kafka.brokers;
+    let brokers = &config.kafka.brokers();
     let mut market = config.simulate.market.clone();
     market.tick_interval_ms = tick_interval_ms;
     let fill = SimulateConfig {
         brokers: brokers.clone(),
         topics: topics.clone(),
+        registry: config.registry_connection(),
         simulator: market,
         max_ticks: Some(ticks),
         rate: None,
@@ -348,7 +356,7 @@ pub async fn process_kafka(config: &Config, ticks: u64, tick_interval_ms: u64) -
 }
 
 /// Sizes of every committed record of `topic` (one partition), read to its end.
-fn record_sizes(brokers: &str, topic: &str) -> Result<Vec<usize>> {
+fn record_sizes(brokers: &strikeflow_kafka::Brokers, topic: &str) -> Result<Vec<usize>> {
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
     use strikeflow_kafka::rdkafka::error::KafkaError;
     use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};

@@ -112,6 +112,15 @@ pub(crate) enum BenchTarget {
         #[arg(long, default_value_t = 500_000)]
         strike_rows: u64,
     },
+    /// A recorded simulated session (`[simulate.market]`) replayed at full speed through a
+    /// processor and a sink on private topics and a private database, timed until every
+    /// tick and output is stored: the replay factor against the session's event time.
+    Replay {
+        /// Ticks to record and replay; 0 = the whole first session (the default market
+        /// makes ~4.5 million).
+        #[arg(long, default_value_t = 0)]
+        ticks: u64,
+    },
     /// The push stage (a child `strikeflow push`) under N WebSocket clients in this process,
     /// fed a simulated session through private Kafka topics: deliveries/s, publish → client
     /// latency, CPU and memory per connection.
@@ -168,6 +177,28 @@ pub(crate) enum BenchTarget {
         /// Check one saved input against the target instead of fuzzing.
         #[arg(long)]
         replay: Option<std::path::PathBuf>,
+    },
+    /// The whole pipeline on the local services: a feed at fixed rates, `strikeflow
+    /// process`, `sink` (scratch database) and `push` as child processes, and WebSocket
+    /// clients; per rate step the sustained rate, tick → WebSocket and tick → stored-row
+    /// latency, consumer lag and CPU per stage, then the highest rate held.
+    E2e {
+        /// Ticks per second of each step, comma-separated (run from the lowest).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10000,25000,50000,100000,200000"
+        )]
+        rates: Vec<f64>,
+        /// Seconds of each step.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        /// WebSocket clients (each on one chain, one bar and two tick channels).
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Seconds of feed at the lowest rate before the first step, not measured.
+        #[arg(long, default_value_t = 5)]
+        warmup_secs: u64,
     },
 }
 

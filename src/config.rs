@@ -7,6 +7,8 @@
 //! than a setting silently left at its default; [`Config::validate`] then checks the values.
 
 mod error;
+mod registry;
+mod security;
 mod validate;
 
 #[cfg(test)]
@@ -20,13 +22,14 @@ use figment::Figment;
 use serde::Deserialize;
 use strikeflow_api::{ApiConfig, ApiSettings};
 use strikeflow_ingest::{SimulateConfig, SimulatorConfig};
-use strikeflow_kafka::KafkaConnection;
+use strikeflow_kafka::{KafkaConnection, SaslMechanism, SecurityProtocol};
 use strikeflow_processors::{ProcessorConfig, ProcessorSettings};
 use strikeflow_push::{AuthSettings, PushConfig, PushSettings};
 use strikeflow_schemas::Topics;
 use strikeflow_sink::{SinkConfig, SinkSettings};
 
 pub use error::ConfigError;
+pub use registry::RegistrySection;
 
 /// The whole configuration of a strikeflow deployment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -54,10 +57,13 @@ pub struct Config {
     pub push: PushSettings,
     /// Query API tuning: listener, pool, token audience and scope, CORS, rate limits, cache.
     pub api: ApiSettings,
+    /// The schema registry and the producers' wire format.
+    pub registry: RegistrySection,
 }
 
-/// `[kafka]`: where the brokers are and how topics are named, for every stage.
-#[derive(Debug, Clone, Deserialize)]
+/// `[kafka]`: where the brokers are, how to reach them securely and how topics are named,
+/// for every stage. `Debug` redacts the SASL password (src/config/security.rs).
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSection {
     /// Bootstrap servers (env `KAFKA_BROKERS`).
@@ -66,6 +72,22 @@ pub struct KafkaSection {
     pub topic_prefix: String,
     /// Replication factor of topics created by `strikeflow migrate`.
     pub replication: i32,
+    /// `plaintext`, `ssl` (TLS; mutual TLS with `ssl_cert_file` and `ssl_key_file`),
+    /// `sasl_ssl` or `sasl_plaintext`.
+    pub security_protocol: SecurityProtocol,
+    /// PEM file of the CA the brokers' certificates are verified against; empty: the
+    /// system's trust store.
+    pub ssl_ca_file: String,
+    /// PEM client certificate for mutual TLS (empty: none).
+    pub ssl_cert_file: String,
+    /// PEM private key of `ssl_cert_file` (mounted from a Secret).
+    pub ssl_key_file: String,
+    /// `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`, for the `sasl_*` protocols.
+    pub sasl_mechanism: SaslMechanism,
+    /// SASL user.
+    pub sasl_username: String,
+    /// SASL password (env `KAFKA_SASL_PASSWORD`; keep it out of files in images).
+    pub sasl_password: String,
 }
 
 impl Default for KafkaSection {
@@ -74,15 +96,24 @@ impl Default for KafkaSection {
             brokers: "127.0.0.1:19092".into(),
             topic_prefix: String::new(),
             replication: 1,
+            security_protocol: SecurityProtocol::Plaintext,
+            ssl_ca_file: String::new(),
+            ssl_cert_file: String::new(),
+            ssl_key_file: String::new(),
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            sasl_username: String::new(),
+            sasl_password: String::new(),
         }
     }
 }
 
 /// `[database]`: the PostgreSQL the sink writes to and push checks for readiness.
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` redacts the URL's password.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSection {
-    /// Connection string (env `DATABASE_URL`).
+    /// Connection string (env `DATABASE_URL`). TLS as in libpq: `sslmode=verify-full` (or
+    /// `verify-ca`, `require`) with `sslrootcert=/path/ca.pem` (strikeflow-tls).
     pub url: String,
 }
 
@@ -96,11 +127,11 @@ impl Default for DatabaseSection {
 
 /// `[redis]`: where push keeps the latest value of each channel for new subscribers, the
 /// revoked token ids and each user's connections across push nodes, and where the API
-/// caches hot answers.
-#[derive(Debug, Clone, Deserialize)]
+/// caches hot answers. `Debug` redacts the URL's password.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSection {
-    /// Connection URL (env `REDIS_URL`).
+    /// Connection URL (env `REDIS_URL`); `rediss://…?sslrootcert=/path/ca.pem` for TLS.
     pub url: String,
 }
 
@@ -171,8 +202,10 @@ const NOT_SETTINGS: &[&str] = &["CONFIG", "JWT_SECRET", "PYTHON"];
 /// Conventional variable names and the keys they set; they win over everything else.
 const CONVENTIONAL_VARS: &[(&str, &str)] = &[
     ("KAFKA_BROKERS", "kafka.brokers"),
+    ("KAFKA_SASL_PASSWORD", "kafka.sasl_password"),
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis.url"),
+    ("SCHEMA_REGISTRY_URL", "registry.url"),
     ("STRIKEFLOW_JWT_SECRET", "auth.jwt_secret"),
 ];
 
@@ -211,7 +244,7 @@ impl Config {
     /// Where Kafka is, as every stage needs it.
     pub fn kafka_connection(&self) -> KafkaConnection {
         KafkaConnection {
-            brokers: self.kafka.brokers.clone(),
+            brokers: self.kafka.brokers(),
             topics: self.topics(),
         }
     }
@@ -220,6 +253,7 @@ impl Config {
     pub fn processor(&self) -> ProcessorConfig {
         ProcessorConfig {
             kafka: self.kafka_connection(),
+            registry: self.registry_connection(),
             settings: self.processor.clone(),
         }
     }
@@ -228,6 +262,7 @@ impl Config {
     pub fn sink(&self) -> SinkConfig {
         SinkConfig {
             kafka: self.kafka_connection(),
+            registry: self.registry_connection(),
             database_url: self.database.url.clone(),
             settings: self.sink.clone(),
         }
@@ -237,6 +272,7 @@ impl Config {
     pub fn push(&self) -> PushConfig {
         PushConfig {
             kafka: self.kafka_connection(),
+            registry: self.registry_connection(),
             database_url: self.database.url.clone(),
             redis_url: self.redis.url.clone(),
             auth: self.auth.clone(),
@@ -258,8 +294,9 @@ impl Config {
     /// The simulator's configuration.
     pub fn simulate(&self) -> SimulateConfig {
         SimulateConfig {
-            brokers: self.kafka.brokers.clone(),
+            brokers: self.kafka.brokers(),
             topics: self.topics(),
+            registry: self.registry_connection(),
             simulator: self.simulate.market.clone(),
             max_ticks: (self.simulate.max_ticks > 0).then_some(self.simulate.max_ticks),
             rate: (self.simulate.rate > 0.0).then_some(self.simulate.rate),

@@ -19,8 +19,9 @@ async fn main() -> Result<()> {
     // Checked before anything connects, so a bad file fails in milliseconds, naming the key.
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
     config.validate().context("checking the configuration")?;
-    telemetry::init(&config.telemetry)?;
+    let board = supervisor::StageBoard::default();
+    telemetry::init(&config.telemetry, board.clone())?;
     let shutdown = CancellationToken::new();
     tokio::spawn(supervisor::stop_on_signal(shutdown.clone()));
-    commands::execute(cli.command, config, shutdown).await
+    commands::execute(cli.command, config, board, shutdown).await
 }

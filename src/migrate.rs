@@ -6,12 +6,16 @@
 //! text. Runs are serialised by an advisory lock, taken with a timeout. TimescaleDB is used
 //! when it can be loaded (`migrations/0004_rollups_and_timescale.sql` explains the rule), and
 //! a database that gains it later is converted with [`TimescaleMode::Convert`].
+//!
+//! The schema registry's subjects are in [`schemas`].
+
+pub mod schemas;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// The SQL migrations in `migrations/`, in the order they apply: `(version, name, SQL)`,
 /// the file being `migrations/NNNN_name.sql`. Embedded so the binary migrates without the
@@ -203,6 +207,10 @@ pub enum MigrateError {
     /// The server did not accept the connection.
     #[error("connecting to the database")]
     Connect(#[source] tokio_postgres::Error),
+    /// The connection string or its TLS settings (`sslmode`, the `sslrootcert` file) are
+    /// unusable.
+    #[error("the database URL")]
+    Url(#[source] strikeflow_tls::TlsError),
     /// A statement of the runner itself failed.
     #[error("{what}")]
     Database {
@@ -287,12 +295,12 @@ pub async fn migrate_database_with(
     database_url: &str,
     options: &MigrateOptions<'_>,
 ) -> Result<MigrationReport, MigrateError> {
-    let mut config: tokio_postgres::Config = database_url.parse().map_err(MigrateError::Connect)?;
-    if config.get_application_name().is_none() {
+    let mut target = strikeflow_tls::postgres(database_url).map_err(MigrateError::Url)?;
+    if target.config.get_application_name().is_none() {
         // Named, so a run waiting for the lock can say who holds it.
-        config.application_name("strikeflow migrate");
+        target.config.application_name("strikeflow migrate");
     }
-    let (mut client, connection) = config.connect(NoTls).await.map_err(MigrateError::Connect)?;
+    let (mut client, connection) = target.connect().await.map_err(MigrateError::Connect)?;
     let connection = tokio::spawn(connection);
     let result = run(&mut client, options).await;
     // Closing the connection releases the advisory lock on every path.

@@ -69,7 +69,7 @@ struct Feed {
 
 impl Feed {
     async fn start(sandbox: &Sandbox, input: &Input) -> Self {
-        let brokers = &sandbox.config.kafka.brokers;
+        let brokers = &sandbox.config.kafka.brokers();
         let topics = Topics::new(sandbox.config.kafka.topic_prefix.clone());
         let mut publisher = TickPublisher::connect(brokers, &topics, None).expect("a publisher");
         publisher

@@ -244,7 +244,7 @@ async fn kill_9_at_each_point_of_the_batch_cycle_loses_and_duplicates_nothing() 
     // 4. More input arrives while no sink runs (the killed one may have been idle for want
     //    of it), then a last run to the end.
     let mut market = MarketSimulator::new(&config.simulate.market).expect("a market");
-    let mut outbox = Outbox::connect(&config.kafka.brokers).expect("a producer");
+    let mut outbox = Outbox::connect(&config.kafka.brokers()).expect("a producer");
     for _ in 0..MORE_TICKS {
         let tick = market.next_tick();
         let payload = strikeflow_schemas::encode(&tick).expect("encoded");

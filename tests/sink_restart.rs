@@ -132,7 +132,7 @@ async fn undecodable_messages_are_dead_lettered_with_reason_and_skipped() {
 
     // Good ticks around one garbage message, all in one partition.
     let mut market = MarketSimulator::new(&config.simulate.market).unwrap();
-    let mut outbox = Outbox::connect(&config.kafka.brokers).unwrap();
+    let mut outbox = Outbox::connect(&config.kafka.brokers()).unwrap();
     let garbage = b"\xC3\x01not an avro tick".to_vec();
     let mut payloads = Vec::new();
     for i in 0..10 {
@@ -157,7 +157,7 @@ async fn undecodable_messages_are_dead_lettered_with_reason_and_skipped() {
     sink.await.unwrap().expect("graceful stop");
 
     let group = format!("{}-dlq-reader", sandbox.name);
-    let consumer: StreamConsumer = consumer_config(&config.kafka.brokers, &group)
+    let consumer: StreamConsumer = consumer_config(&config.kafka.brokers(), &group)
         .create()
         .unwrap();
     let dlq = topics.dead_letter(&topics.ticks());

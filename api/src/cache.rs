@@ -81,9 +81,9 @@ impl Lookup {
 impl Cache {
     /// A cache on `config.redis_url` (not connected until first used).
     pub(crate) fn new(config: &ApiConfig) -> Result<Cache, ApiError> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| ApiError::config("redis.url", format!("not a Redis URL: {e}")))?;
-        let pg = config.postgres()?;
+        let client = strikeflow_tls::redis_client(&config.redis_url)
+            .map_err(|e| ApiError::config("redis.url", e.to_string()))?;
+        let pg = config.postgres()?.config;
         let identity = format!(
             "{:?}|{:?}|{}|{}",
             pg.get_hosts(),

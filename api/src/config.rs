@@ -246,8 +246,8 @@ impl ApiConfig {
     pub fn validate(&self) -> Result<(), ApiError> {
         self.settings.validate()?;
         self.postgres()?;
-        redis::Client::open(self.redis_url.as_str())
-            .map_err(|e| ApiError::config("redis.url", format!("not a Redis URL: {e}")))?;
+        strikeflow_tls::redis_client(&self.redis_url)
+            .map_err(|e| ApiError::config("redis.url", e.to_string()))?;
         self.keys()?;
         self.check_exposure()
     }
@@ -282,10 +282,11 @@ impl ApiConfig {
         Ok(())
     }
 
-    /// The connection settings of the API's sessions: the configured string, named
+    /// The connection settings of the API's sessions (with the TLS connector its `sslmode`
+    /// and `sslrootcert` ask for): the configured string, named
     /// `strikeflow api` (unless it names itself) so `pg_stat_activity` tells them apart,
     /// read-only (the API never writes) and with the configured `statement_timeout`.
-    pub(crate) fn postgres(&self) -> Result<tokio_postgres::Config, ApiError> {
+    pub(crate) fn postgres(&self) -> Result<strikeflow_tls::PgTarget, ApiError> {
         const KEY: &str = "database.url";
         if let Some((scheme, _)) = self.database_url.split_once("://") {
             if !matches!(scheme, "postgres" | "postgresql") {
@@ -296,9 +297,9 @@ impl ApiConfig {
             }
         }
         // The parser's message never repeats the password.
-        let mut config: tokio_postgres::Config = self.database_url.parse().map_err(|e| {
-            ApiError::config(KEY, format!("not a PostgreSQL connection string: {e}"))
-        })?;
+        let mut target = strikeflow_tls::postgres(&self.database_url)
+            .map_err(|e| ApiError::config(KEY, e.to_string()))?;
+        let config = &mut target.config;
         if config.get_application_name().is_none() {
             config.application_name("strikeflow api");
         }
@@ -309,7 +310,7 @@ impl ApiConfig {
         );
         config.options(options.trim_start());
         config.connect_timeout(self.settings.connect_timeout());
-        Ok(config)
+        Ok(target)
     }
 }
 
@@ -461,7 +462,7 @@ mod tests {
             },
             ..ApiConfig::default()
         };
-        let pg = config.postgres().expect("parses");
+        let pg = config.postgres().expect("parses").config;
         assert_eq!(pg.get_application_name(), Some("strikeflow api"));
         assert_eq!(
             pg.get_options(),
@@ -472,7 +473,11 @@ mod tests {
             ..ApiConfig::default()
         };
         assert_eq!(
-            named.postgres().expect("parses").get_application_name(),
+            named
+                .postgres()
+                .expect("parses")
+                .config
+                .get_application_name(),
             Some("mine")
         );
     }

@@ -9,7 +9,7 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::error::Problem;
 use crate::{metrics, ApiConfig, ApiError};
@@ -42,9 +42,10 @@ impl Db {
     /// is reused without a round trip (`RecyclingMethod::Fast`: only a closed one is
     /// replaced), so the statement of a request is the only thing it sends.
     pub(crate) fn new(config: &ApiConfig) -> Result<Db, ApiError> {
+        let target = config.postgres()?;
         let manager = Manager::from_config(
-            config.postgres()?,
-            NoTls,
+            target.config,
+            target.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

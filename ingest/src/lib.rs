@@ -28,6 +28,9 @@ pub enum IngestError {
     /// A message could not be encoded.
     #[error("encoding: {0}")]
     Encode(#[from] strikeflow_schemas::CodecError),
+    /// The schema registry is misconfigured, unreachable at start, or lacks a schema.
+    #[error(transparent)]
+    Registry(#[from] strikeflow_kafka::RegistryError),
     /// The simulator settings are invalid.
     #[error(transparent)]
     Simulator(#[from] simulator::SimulatorError),

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use strikeflow_kafka::rdkafka::consumer::StreamConsumer;
 use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
-use strikeflow_kafka::{client_config, partition_ids, DeadLetter, KafkaError, Outbox};
+use strikeflow_kafka::{
+    client_config, partition_ids, DeadLetter, KafkaError, Outbox, Registry, RegistryConnection,
+};
 use strikeflow_schemas::{
-    encode_into, Instrument, InstrumentType, Tick, Topics, Watermark, REFERENCE_COPY_HEADER,
-    WATERMARK_HEADER,
+    encode_framed_into, Framing, Instrument, InstrumentType, Tick, Topics, Watermark,
+    REFERENCE_COPY_HEADER, WATERMARK_HEADER,
 };
 
 use crate::validate::TickValidator;
@@ -63,13 +65,56 @@ pub struct TickPublisher {
     /// The event-time marker header, built once like `reference_header`.
     watermark_header: OwnedHeaders,
     dead_letters: String,
+    /// How instruments, ticks and markers are framed (single object until
+    /// [`TickPublisher::use_registry`] says otherwise).
+    framings: Framings,
     buf: Vec<u8>,
     published: u64,
     rejected: u64,
     markers: u64,
+    topics: Topics,
+}
+
+/// The framing of each record type the publisher writes.
+struct Framings {
+    instrument: Framing,
+    tick: Framing,
+    watermark: Framing,
+}
+
+impl Default for Framings {
+    fn default() -> Self {
+        Self {
+            instrument: Framing::SingleObject,
+            tick: Framing::SingleObject,
+            watermark: Framing::SingleObject,
+        }
+    }
 }
 
 impl TickPublisher {
+    /// Writes in the encoding of `registry` (`[registry]`; `None`: single object): for
+    /// Confluent framing it looks up the ids of the instrument, tick and watermark schemas
+    /// under their subjects now, so an unregistered schema fails the start with the subject
+    /// named. Registers nothing.
+    pub async fn use_registry(
+        &mut self,
+        registry: Option<&RegistryConnection>,
+    ) -> Result<(), IngestError> {
+        let registry = Registry::new(registry)?;
+        let topics = &self.topics;
+        self.framings = Framings {
+            instrument: registry
+                .framing::<Instrument>(topics, &self.instruments_topic)
+                .await?,
+            tick: registry.framing::<Tick>(topics, &self.ticks_topic).await?,
+            watermark: registry
+                .framing::<Watermark>(topics, &self.ticks_topic)
+                .await?,
+        };
+        Ok(())
+    }
+
     /// Connects to Kafka and learns the ticks topic's partitions (spot ticks are copied into
     /// each). `future_tolerance_micros` enables the "timestamp in the future" check for live
     /// sources; simulated and replayed time passes `None`.
@@ -77,7 +122,7 @@ impl TickPublisher {
     /// Blocks briefly on broker metadata (start-up only). A ticks topic that does not exist
     /// is [`KafkaError::MissingTopic`] (run `strikeflow migrate`).
     pub fn connect(
-        brokers: &str,
+        brokers: &strikeflow_kafka::Brokers,
         topics: &Topics,
         future_tolerance_micros: Option<i64>,
     ) -> Result<Self, IngestError> {
@@ -99,6 +144,8 @@ impl TickPublisher {
             }),
             dead_letters: topics.dead_letter(&ticks_topic),
             ticks_topic,
+            topics: topics.clone(),
+            framings: Framings::default(),
             buf: Vec::with_capacity(256),
             published: 0,
             rejected: 0,
@@ -114,7 +161,7 @@ impl TickPublisher {
     ) -> Result<usize, IngestError> {
         let mut n = 0;
         for instrument in instruments {
-            encode_into(instrument, &mut self.buf)?;
+            encode_framed_into(instrument, self.framings.instrument, &mut self.buf)?;
             self.outbox.send(
                 &self.instruments_topic,
                 &instrument.instrument_token.to_string(),
@@ -143,7 +190,7 @@ impl TickPublisher {
         position: impl FnOnce() -> String,
         now_micros: Option<i64>,
     ) -> Result<(), IngestError> {
-        encode_into(tick, &mut self.buf)?;
+        encode_framed_into(tick, self.framings.tick, &mut self.buf)?;
         match self.validator.check(tick, now_micros) {
             Ok(()) => {
                 let (key, spot) = self
@@ -203,11 +250,12 @@ impl TickPublisher {
         event_ts: i64,
         source: &str,
     ) -> Result<(), IngestError> {
-        encode_into(
+        encode_framed_into(
             &Watermark {
                 event_ts,
                 source: source.to_owned(),
             },
+            self.framings.watermark,
             &mut self.buf,
         )?;
         for &partition in &self.ticks_partitions {
@@ -269,7 +317,10 @@ impl TickPublisher {
 
 /// The partition ids of the ticks topic, waiting up to [`TOPIC_WAIT`] for a topic that is not
 /// in the metadata yet.
-fn ticks_partitions(brokers: &str, topic: &str) -> Result<Vec<i32>, KafkaError> {
+fn ticks_partitions(
+    brokers: &strikeflow_kafka::Brokers,
+    topic: &str,
+) -> Result<Vec<i32>, KafkaError> {
     // A plain client for one metadata request; it never joins a group or consumes.
     let consumer: StreamConsumer = client_config(brokers).create()?;
     let started = Instant::now();

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use strikeflow_kafka::RegistryConnection;
 use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -18,10 +19,15 @@ use crate::IngestError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct SimulateConfig {
-    /// Kafka bootstrap servers.
-    pub brokers: String,
+    /// Kafka brokers and their security settings (from `[kafka]`, set by the binary).
+    #[serde(skip)]
+    pub brokers: strikeflow_kafka::Brokers,
     /// Topic names (with the deployment's prefix).
     pub topics: Topics,
+    /// The schema registry (`[registry]`), which decides the encoding; `None`: single
+    /// object.
+    #[serde(skip)]
+    pub registry: Option<RegistryConnection>,
     /// The simulated market.
     pub simulator: SimulatorConfig,
     /// Stop after this many ticks (None: until shut down).
@@ -35,8 +41,9 @@ pub struct SimulateConfig {
 impl Default for SimulateConfig {
     fn default() -> Self {
         Self {
-            brokers: "127.0.0.1:19092".into(),
+            brokers: strikeflow_kafka::Brokers::default(),
             topics: Topics::default(),
+            registry: None,
             simulator: SimulatorConfig::default(),
             max_ticks: None,
             rate: Some(200.0),
@@ -76,6 +83,7 @@ pub async fn run_simulation(
     let mut market = MarketSimulator::new(&config.simulator)?;
     // Simulated time is not wall time, so there is no "in the future" check.
     let mut publisher = TickPublisher::connect(&config.brokers, &config.topics, None)?;
+    publisher.use_registry(config.registry.as_ref()).await?;
     let instruments = publisher.publish_instruments(market.instruments()).await?;
     info!(instruments, rate = ?config.rate, max_ticks = ?config.max_ticks, "simulation started");
 

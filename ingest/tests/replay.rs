@@ -54,6 +54,7 @@ async fn recorded_session_replays_to_identical_ticks_and_resumes() {
     let config = ReplayConfig {
         brokers: brokers(),
         topics: topics.clone(),
+        registry: None,
         files: vec![first, second],
         instruments_csv: master,
         speed: Speed::Max,
@@ -134,6 +135,7 @@ async fn bad_lines_and_invalid_ticks_are_dead_lettered_with_position() {
     let config = ReplayConfig {
         brokers: brokers(),
         topics: topics.clone(),
+        registry: None,
         files: vec![file.clone()],
         instruments_csv: master,
         speed: Speed::Factor(1_000.0),
@@ -174,5 +176,90 @@ async fn bad_lines_and_invalid_ticks_are_dead_lettered_with_position() {
         decode::<Tick>(&letters[1].0).unwrap(),
         off_grid,
         "the rejected tick is kept whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_mid_line_loses_only_that_line_and_resumes_from_it() {
+    let (topics, dir) = sandbox("truncated").await;
+    let mut sim = MarketSimulator::new(&SimulatorConfig::default()).unwrap();
+    let master = dir.join("master.csv");
+    write_master(std::fs::File::create(&master).unwrap(), sim.instruments()).unwrap();
+    let ticks: Vec<Tick> = (0..200).map(|_| sim.next_tick()).collect();
+    let file = dir.join("cut.ndjson");
+    let mut recorder = TickRecorder::create(&file).unwrap();
+    ticks.iter().for_each(|t| recorder.record(t).unwrap());
+    recorder.finish().unwrap();
+    // A recorder that died mid-write (a full disk, a killed process): the last line is cut.
+    let whole = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &whole[..whole.len() - 25]).unwrap();
+
+    let config = ReplayConfig {
+        brokers: brokers(),
+        topics: topics.clone(),
+        registry: None,
+        files: vec![file.clone()],
+        instruments_csv: master,
+        speed: Speed::Max,
+        from_line: 1,
+        progress: false,
+    };
+    let report = run_replay(config.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.published, report.malformed, report.next_line),
+        (199, 1, 201),
+        "every whole line is published, the cut one dead-lettered"
+    );
+    let letters = read(&topics.dead_letter(&topics.ticks()), 1).await;
+    let position = letters[0]
+        .1
+        .iter()
+        .find(|(key, _)| key == "source.position")
+        .map(|(_, v)| v.clone());
+    assert_eq!(position, Some(format!("{}:200", file.display())));
+
+    // The recording is completed (copied again whole); resuming from the dead-lettered line
+    // publishes it, and the topic then holds every tick exactly once.
+    std::fs::write(&file, &whole).unwrap();
+    let resumed = run_replay(
+        ReplayConfig {
+            from_line: 200,
+            ..config
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((resumed.published, resumed.malformed), (1, 0));
+    assert_eq!(
+        sorted(read_ticks(&topics.ticks(), 200).await),
+        sorted(ticks)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_onto_a_full_disk_stops_with_the_file_and_the_cause() {
+    let (topics, dir) = sandbox("full").await;
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    let file = dir.join("session.ndjson");
+    std::os::unix::fs::symlink("/dev/full", &file).unwrap();
+    let config = strikeflow_ingest::SimulateConfig {
+        brokers: brokers(),
+        topics,
+        registry: None,
+        simulator: SimulatorConfig::default(),
+        max_ticks: Some(5_000),
+        rate: None,
+        record: Some(file.clone()),
+    };
+    let error = strikeflow_ingest::run_simulation(config, CancellationToken::new())
+        .await
+        .expect_err("recording onto a full disk fails");
+    let message = error.to_string();
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("No space left"),
+        "{message}"
     );
 }

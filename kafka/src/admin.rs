@@ -8,17 +8,17 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use strikeflow_schemas::TopicSpec;
 
-use crate::{client_config, KafkaError};
+use crate::{client_config, Brokers, KafkaError};
 
 /// An admin client for `brokers`.
-fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+fn admin(brokers: &Brokers) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
     Ok(client_config(brokers).create()?)
 }
 
 /// Creates every topic in `specs` that does not exist yet (auto-creation is off on purpose:
 /// partition counts are part of the design). Existing topics are left as they are.
 pub async fn ensure_topics(
-    brokers: &str,
+    brokers: &Brokers,
     specs: &[TopicSpec],
     replication: i32,
 ) -> Result<(), KafkaError> {
@@ -64,7 +64,7 @@ pub async fn ensure_topics(
 }
 
 /// Deletes topics (benchmarks clean up after themselves); missing topics are not an error.
-pub async fn delete_topics(brokers: &str, names: &[&str]) -> Result<(), KafkaError> {
+pub async fn delete_topics(brokers: &Brokers, names: &[&str]) -> Result<(), KafkaError> {
     let admin = admin(brokers)?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.delete_topics(names, &options).await? {

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::metrics::ConsumerErrorSurvived;
-use crate::{partition_ids, reader_config, KafkaError};
+use crate::{partition_ids, reader_config, Brokers, KafkaError};
 
 /// How often a topic that does not exist yet is looked for.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -77,7 +77,7 @@ impl CompactedReader {
     /// (unique) group id. Nothing is contacted yet: partitions are assigned on the first
     /// [`catch_up`](CompactedReader::catch_up) or [`recv`](CompactedReader::recv), or by
     /// [`assign_new_partitions`](CompactedReader::assign_new_partitions).
-    pub fn new(brokers: &str, topic: &str, name: &str) -> Result<Self, KafkaError> {
+    pub fn new(brokers: &Brokers, topic: &str, name: &str) -> Result<Self, KafkaError> {
         let consumer: StreamConsumer = reader_config(brokers, name).create()?;
         Ok(Self {
             consumer: Arc::new(consumer),

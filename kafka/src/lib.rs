@@ -13,16 +13,20 @@ mod compacted;
 mod connection;
 pub mod metrics;
 mod outbox;
+mod registry;
+mod security;
 
 pub use admin::{delete_topics, ensure_topics, partition_ids};
 pub use backoff::backoff;
 pub use batch::BatchCollector;
 pub use compacted::CompactedReader;
 pub use connection::{
-    client_config, consumer_config, producer_config, reader_config, KafkaConnection,
+    client_config, consumer_config, producer_config, reader_config, Brokers, KafkaConnection,
 };
 pub use outbox::{DeadLetter, Outbox};
 pub use rdkafka;
+pub use registry::{Registry, RegistryConnection, RegistryError, RETRY_UNRESOLVED};
+pub use security::{KafkaSecurity, SaslLogin, SaslMechanism, SecurityProtocol};
 
 use rdkafka::message::{Headers, Message};
 

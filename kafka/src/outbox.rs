@@ -84,7 +84,7 @@ impl Outbox {
     }
 
     /// Creates an idempotent producer for `brokers` and wraps it.
-    pub fn connect(brokers: &str) -> Result<Self, KafkaError> {
+    pub fn connect(brokers: &crate::Brokers) -> Result<Self, KafkaError> {
         Ok(Self::new(crate::producer_config(brokers).create()?))
     }
 
@@ -173,8 +173,10 @@ impl Outbox {
                     back,
                 )) => {
                     // The local queue drains as the broker acknowledges; serving delivery
-                    // reports here is the documented way to make room.
-                    self.producer.poll(Duration::from_millis(5));
+                    // reports here is the documented way to make room. While the broker is
+                    // unreachable this waits as long as the outage lasts, so it must not hold
+                    // an async worker thread.
+                    wait_for_room(&self.producer);
                     record = back;
                 }
                 Err((e, _)) => return Err(e.into()),
@@ -185,5 +187,23 @@ impl Outbox {
     /// Flushes librdkafka's own queue (used at shutdown, after [`Outbox::flush`]).
     pub fn close(&self, timeout: Duration) -> Result<(), KafkaError> {
         Ok(self.producer.flush(timeout)?)
+    }
+}
+
+/// Serves delivery reports for a moment so a full local queue gets room, off the async
+/// workers when called from one.
+///
+/// On a multi-threaded Tokio runtime the wait runs under `block_in_place`, which hands this
+/// worker's other tasks to another worker first: a stage whose producer waits out a broker
+/// outage then stalls only itself, not the WebSocket sessions or health checks sharing the
+/// runtime. A current-thread runtime has no other worker to hand them to (and
+/// `block_in_place` would panic there), so it waits in place, as it does outside any runtime.
+fn wait_for_room(producer: &FutureProducer) {
+    let wait = || producer.poll(Duration::from_millis(5));
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }

@@ -11,13 +11,15 @@ use strikeflow_kafka::rdkafka::message::Message;
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
 use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
 use strikeflow_kafka::{
-    client_config, delete_topics, ensure_topics, reader_config, BatchCollector, CompactedReader,
-    KafkaError, Outbox,
+    client_config, delete_topics, ensure_topics, reader_config, BatchCollector, Brokers,
+    CompactedReader, KafkaError, Outbox,
 };
 use strikeflow_schemas::TopicSpec;
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+fn brokers() -> Brokers {
+    Brokers::plaintext(
+        std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned()),
+    )
 }
 
 /// A fresh topic of `partitions` partitions.

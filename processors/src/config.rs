@@ -6,7 +6,7 @@ use strikeflow_analytics::chain::{ChainSettings, ReferenceChoice};
 use strikeflow_analytics::indicator_bank::{IndicatorBank, IndicatorChoice};
 use strikeflow_analytics::pricing::{Convention, DayCount, Pricer};
 use strikeflow_analytics::CoreSettings;
-use strikeflow_kafka::KafkaConnection;
+use strikeflow_kafka::{KafkaConnection, RegistryConnection};
 
 use crate::ProcessorError;
 
@@ -16,6 +16,9 @@ use crate::ProcessorError;
 pub struct ProcessorConfig {
     /// Brokers and topic names.
     pub kafka: KafkaConnection,
+    /// The schema registry (`[registry]`), if any: the outputs' encoding and the ids of
+    /// Confluent-framed ticks.
+    pub registry: Option<RegistryConnection>,
     /// The stage's tuning.
     pub settings: ProcessorSettings,
 }

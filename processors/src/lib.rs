@@ -86,6 +86,9 @@ pub enum ProcessorError {
     /// An output could not be encoded (a bug in the contract, not bad input).
     #[error("encoding an output")]
     Encode(#[from] strikeflow_schemas::CodecError),
+    /// The schema registry is misconfigured, or an output schema is not registered.
+    #[error(transparent)]
+    Registry(#[from] strikeflow_kafka::RegistryError),
 }
 
 /// Why a stored snapshot could not be used.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use strikeflow_kafka::KafkaConnection;
+use strikeflow_kafka::{KafkaConnection, RegistryConnection};
 
 use crate::auth::{AuthSettings, DEV_JWT_SECRET};
 use crate::PushError;
@@ -137,6 +137,9 @@ impl PushSettings {
 pub struct PushConfig {
     /// Brokers and the topic names to read instruments, ticks and bars from.
     pub kafka: KafkaConnection,
+    /// The schema registry (`[registry]`) Confluent-framed records' ids are resolved from;
+    /// `None`: such records are counted and skipped as undecodable.
+    pub registry: Option<RegistryConnection>,
     /// PostgreSQL URL; only checked by `/readyz` so operators see the whole pipeline's health.
     pub database_url: String,
     /// Redis URL: the latest bar per channel for new subscribers, revoked token ids and
@@ -153,6 +156,7 @@ impl Default for PushConfig {
     fn default() -> Self {
         Self {
             kafka: KafkaConnection::default(),
+            registry: None,
             database_url: "postgres://strikeflow@127.0.0.1:15432/strikeflow".to_owned(),
             redis_url: "redis://127.0.0.1:16379".to_owned(),
             auth: AuthSettings::default(),
@@ -245,7 +249,7 @@ mod tests {
         let config = PushConfig::default();
         assert_eq!(config.settings.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.auth.jwt_secret, "strikeflow-dev-secret-change-me");
-        assert_eq!(config.kafka.brokers, "127.0.0.1:19092");
+        assert_eq!(config.kafka.brokers.bootstrap, "127.0.0.1:19092");
         assert_eq!(config.kafka.topics, Topics::default());
         assert_eq!(config.redis_url, "redis://127.0.0.1:16379");
         assert_eq!(

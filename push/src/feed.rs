@@ -31,7 +31,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use strikeflow_kafka::{reader_config, CompactedReader, KafkaError};
+use strikeflow_kafka::{reader_config, Brokers, CompactedReader, KafkaError, Registry};
 use strikeflow_schemas::{Topics, STRIKE_ROWS_HEADER};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +60,7 @@ const MERGE_TICK: Duration = Duration::from_millis(100);
 
 /// The live consumers' settings: a reader of its own (see [`reader_config`]) whose first
 /// position in a partition is its end, since push is a live view.
-fn live_config(brokers: &str, label: &str, partition_eof: bool) -> ClientConfig {
+fn live_config(brokers: &Brokers, label: &str, partition_eof: bool) -> ClientConfig {
     let mut config = reader_config(brokers, label);
     config
         .set("client.id", "strikeflow-push")
@@ -102,7 +102,7 @@ impl Feed {
     /// Create the consumers (this does not contact the brokers yet, so it cannot hang).
     /// `replay` is how far back the stateful topics are read at start-up.
     pub fn new(
-        brokers: &str,
+        brokers: &Brokers,
         topics: Topics,
         replay: Duration,
         hub: Arc<Hub>,
@@ -122,6 +122,12 @@ impl Feed {
             topics,
             replay,
         })
+    }
+
+    /// Decodes Confluent-framed records with the schema ids of `registry`.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.state.set_registry(registry);
+        self
     }
 
     /// The live consumer, shared so `/readyz` can ask the brokers for metadata without a
@@ -164,6 +170,9 @@ impl Feed {
         .map(|s| (name(s), s))
         .collect();
 
+        // This deployment's own schema ids, so the catch-up below (which cannot wait on the
+        // registry) decodes Confluent-framed instruments too.
+        state.registry().clone().warm(&topics).await;
         // The instrument map catches up first; meanwhile the live partitions are assigned
         // and their data waits in librdkafka.
         let stopped = {
@@ -210,6 +219,7 @@ impl Feed {
                 // Instruments always take priority, so a new instrument's first ticks
                 // already find its symbol.
                 msg = instruments.recv() => {
+                    state.resolve(msg.payload()).await;
                     state.on_instrument(msg.payload());
                     drop(msg);
                     tokio::task::coop::consume_budget().await;
@@ -222,6 +232,7 @@ impl Feed {
                 }
                 msg = live.recv() => match msg {
                     Ok(msg) => {
+                        state.resolve(msg.payload()).await;
                         on_live(&mut state, &live_sources, &msg);
                         drop(msg);
                         // Take what librdkafka already holds, up to a batch, before waking
@@ -233,7 +244,10 @@ impl Feed {
                                 break;
                             }
                             match live.recv().now_or_never() {
-                                Some(Ok(msg)) => on_live(&mut state, &live_sources, &msg),
+                                Some(Ok(msg)) => {
+                                    state.resolve(msg.payload()).await;
+                                    on_live(&mut state, &live_sources, &msg);
+                                }
                                 Some(Err(err)) => {
                                     tracing::warn!(error = %err, "live consumer error");
                                     break;
@@ -288,6 +302,7 @@ async fn on_chain_side(
     };
     match msg {
         Ok(msg) => {
+            state.resolve(msg.payload()).await;
             let at = Position::of(source, &msg);
             match side {
                 Side::Strikes => state.on_strike(at, msg.payload()),
@@ -428,14 +443,15 @@ mod tests {
 
     #[test]
     fn consumer_configs_are_unique_and_never_commit() {
-        let a = live_config("b:1", "push-live", false);
-        let b = reader_config("b:1", "push-instruments");
+        let a = live_config(&Brokers::plaintext("b:1"), "push-live", false);
+        let b = reader_config(&Brokers::plaintext("b:1"), "push-instruments");
         assert_ne!(a.get("group.id"), b.get("group.id"));
         assert_eq!(a.get("enable.auto.commit"), Some("false"));
         assert_eq!(a.get("auto.offset.reset"), Some("latest"));
         assert_eq!(a.get("enable.partition.eof"), Some("false"));
         assert_eq!(
-            live_config("b:1", "push-chains", true).get("enable.partition.eof"),
+            live_config(&Brokers::plaintext("b:1"), "push-chains", true)
+                .get("enable.partition.eof"),
             Some("true")
         );
         assert_eq!(b.get("enable.partition.eof"), Some("true"));

@@ -107,12 +107,12 @@ pub enum PushError {
     /// A Kafka client could not be created.
     #[error(transparent)]
     Kafka(#[from] strikeflow_kafka::KafkaError),
-    /// The Redis URL is invalid.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// The PostgreSQL URL is invalid.
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    /// The schema registry URL cannot be used.
+    #[error(transparent)]
+    Registry(#[from] strikeflow_kafka::RegistryError),
+    /// The PostgreSQL or Redis URL, or a CA file it names, is unusable.
+    #[error(transparent)]
+    Tls(#[from] strikeflow_tls::TlsError),
     /// The feed's own runtime could not be built.
     #[error("starting the feed's runtime: {0}")]
     FeedRuntime(#[source] std::io::Error),

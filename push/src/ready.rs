@@ -76,7 +76,7 @@ impl ReadyReport {
 pub struct Readiness {
     kafka: Arc<StreamConsumer>,
     topic: String,
-    postgres: tokio_postgres::Config,
+    postgres: strikeflow_tls::PgTarget,
     pg_client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     redis: Arc<RedisLink>,
     cached: tokio::sync::Mutex<Option<(Instant, ReadyReport)>>,
@@ -84,14 +84,15 @@ pub struct Readiness {
 
 impl Readiness {
     /// Checks using an existing Kafka client (asking for the metadata of `topic` only), a
-    /// PostgreSQL configuration (connected lazily) and the shared Redis link.
+    /// PostgreSQL target (connected lazily, over TLS if its URL says so) and the shared Redis
+    /// link.
     pub fn new(
         kafka: Arc<StreamConsumer>,
         topic: String,
-        mut postgres: tokio_postgres::Config,
+        mut postgres: strikeflow_tls::PgTarget,
         redis: Arc<RedisLink>,
     ) -> Readiness {
-        postgres.connect_timeout(CHECK_TIMEOUT);
+        postgres.config.connect_timeout(CHECK_TIMEOUT);
         Readiness {
             kafka,
             topic,
@@ -148,11 +149,8 @@ impl Readiness {
         let client = match guard.take() {
             Some(client) if !client.is_closed() => client,
             _ => {
-                let (client, connection) = self
-                    .postgres
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (client, connection) =
+                    self.postgres.connect().await.map_err(|e| e.to_string())?;
                 tokio::spawn(async move {
                     if let Err(err) = connection.await {
                         tracing::debug!(error = %err, "readiness postgres connection ended");

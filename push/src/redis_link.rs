@@ -33,10 +33,11 @@ pub struct RedisLink {
 }
 
 impl RedisLink {
-    /// A link to the Redis at `url`. Does not connect yet; fails only if the URL is invalid.
-    pub fn new(url: &str) -> Result<RedisLink, redis::RedisError> {
+    /// A link to the Redis at `url` (`rediss://` for TLS, see [`strikeflow_tls::redis_client`]).
+    /// Does not connect yet; fails only if the URL or its CA file is unusable.
+    pub fn new(url: &str) -> Result<RedisLink, strikeflow_tls::TlsError> {
         Ok(RedisLink {
-            client: redis::Client::open(url)?,
+            client: strikeflow_tls::redis_client(url)?,
             conn: tokio::sync::Mutex::new(None),
         })
     }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use metrics::Counter;
 use rdkafka::message::Message;
 use serde::Serialize;
+use strikeflow_kafka::Registry;
 use strikeflow_schemas::{
-    AvroRecord, Bar, ChainAnalytics, IndicatorPoint, Instrument, MoneynessPoint, OptionSide,
-    StrikeAnalytics, Tick, Topics,
+    decode_any, AvroRecord, Bar, ChainAnalytics, IndicatorPoint, Instrument, MoneynessPoint,
+    OptionSide, SchemaIds, StrikeAnalytics, Tick, Topics,
 };
 
 use crate::bars::BarBuilder;
@@ -181,11 +182,15 @@ pub(crate) struct FeedState {
     items: HashMap<Arc<str>, Items>,
     merge: ChainMerge,
     counters: Counters,
+    /// Schema ids of Confluent-framed records; every input may carry either framing.
+    registry: Registry,
 }
 
-fn decode<T: AvroRecord>(payload: Option<&[u8]>) -> Result<T, String> {
+/// Either framing; a Confluent record's schema id must have been resolved into `ids`
+/// ([`FeedState::resolve`]).
+fn decode<T: AvroRecord>(payload: Option<&[u8]>, ids: &SchemaIds) -> Result<T, String> {
     match payload {
-        Some(bytes) => strikeflow_schemas::decode::<T>(bytes).map_err(|e| e.to_string()),
+        Some(bytes) => decode_any::<T>(bytes, ids).map_err(|e| e.to_string()),
         None => Err("empty payload".to_owned()),
     }
 }
@@ -220,6 +225,25 @@ impl FeedState {
             items: HashMap::new(),
             merge: ChainMerge::default(),
             counters: Counters::new(),
+            registry: Registry::none(),
+        }
+    }
+
+    /// Decodes Confluent-framed records with the ids of `registry`.
+    pub(crate) fn set_registry(&mut self, registry: Registry) {
+        self.registry = registry;
+    }
+
+    /// The registry, to resolve this deployment's own schema ids ahead of the records.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Fetches the schema id of `payload` from the registry the first time it is seen (no
+    /// I/O for a known id or a single-object record), before the record is applied.
+    pub(crate) async fn resolve(&self, payload: Option<&[u8]>) {
+        if let Some(bytes) = payload {
+            self.registry.resolve(bytes).await;
         }
     }
 
@@ -237,7 +261,7 @@ impl FeedState {
             tracing::debug!("instrument tombstone ignored");
             return;
         }
-        match decode::<Instrument>(payload) {
+        match decode::<Instrument>(payload, self.registry.ids()) {
             Ok(instrument) => {
                 self.catalogue.on_instrument(&instrument);
                 let known = self
@@ -295,7 +319,7 @@ impl FeedState {
         if let Some(c) = self.counters.messages_in.get(&at.source) {
             c.increment(1);
         }
-        match decode::<T>(payload) {
+        match decode::<T>(payload, self.registry.ids()) {
             Ok(record) => Some(record),
             Err(err) => {
                 if let Some(c) = self.counters.errors.get(&at.source) {

@@ -86,7 +86,7 @@ pub struct PushServer {
     catalogue: Arc<Catalogue>,
     presence: Arc<Presence>,
     feed: Feed,
-    postgres: tokio_postgres::Config,
+    postgres: strikeflow_tls::PgTarget,
 }
 
 impl std::fmt::Debug for PushServer {
@@ -106,7 +106,7 @@ impl PushServer {
     pub async fn bind(config: PushConfig) -> Result<PushServer, PushError> {
         config.validate()?;
         let keys = Arc::new(config.auth.load_keys()?);
-        let postgres: tokio_postgres::Config = config.database_url.parse()?;
+        let postgres = strikeflow_tls::postgres(&config.database_url)?;
         let redis = Arc::new(RedisLink::new(&config.redis_url)?);
         let namespace = &config.kafka.topics.prefix;
         let snapshots = Arc::new(SnapshotStore::new(redis.clone(), namespace));
@@ -120,7 +120,8 @@ impl PushServer {
             hub.clone(),
             snapshots.clone(),
             catalogue.clone(),
-        )?;
+        )?
+        .with_registry(strikeflow_kafka::Registry::new(config.registry.as_ref())?);
         let listener = TcpListener::bind(config.settings.listen)
             .await
             .map_err(|source| PushError::Bind {

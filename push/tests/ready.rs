@@ -59,7 +59,7 @@ async fn readyz_reports_each_dependency_and_only_kafka_makes_push_unready() {
 
     // Kafka down: unready, 503, and the report says why.
     let mut broken = config(&topics);
-    broken.kafka.brokers = "127.0.0.1:1".to_owned();
+    broken.kafka.brokers = strikeflow_kafka::Brokers::plaintext("127.0.0.1:1");
     let server = TestServer::start(broken).await;
     let (status, body) = http_get(server.addr, "/readyz").await;
     assert_eq!(status, 503, "{body}");

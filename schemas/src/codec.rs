@@ -1,5 +1,8 @@
 //! Avro single-object encoding of the messages that travel on our topics.
 //!
+//! The other wire format, Confluent's schema-registry framing, and the decoder that accepts
+//! both are in [`crate::framing`]; both share the datum reader and writer built here.
+//!
 //! Wire format (Avro spec, "Single-object encoding"): the two marker bytes `C3 01`, the 8-byte
 //! little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then the
 //! Avro binary encoding of the datum. The header is written here, not by apache-avro's
@@ -93,6 +96,37 @@ pub enum CodecError {
     /// The schema text is not a valid Avro schema, or does not match the record's name.
     #[error("invalid Avro schema: {0}")]
     Schema(String),
+    /// The first byte is neither the single-object marker (`0xC3`) nor the Confluent magic
+    /// byte (`0x00`), or the message is too short to hold either header.
+    #[error("not an Avro message: starts with neither C3 01 (single object) nor 00 + a 4-byte schema id (Confluent); first byte {first:?}, {len} byte(s)")]
+    UnknownFraming {
+        /// The first byte, if any.
+        first: Option<u8>,
+        /// Length of the message.
+        len: usize,
+    },
+    /// A Confluent-framed message names a schema id this process could not resolve: the
+    /// registry does not know it, could not be reached, or none is configured.
+    #[error("schema id {id} is unknown: {reason}")]
+    UnknownSchemaId {
+        /// The schema id from the message header.
+        id: u32,
+        /// Why it could not be resolved.
+        reason: String,
+    },
+    /// A Confluent-framed message names a schema other than the reader's (its canonical-form
+    /// fingerprint differs), so reading it as that record would misinterpret the bytes.
+    #[error("schema id {id} is {found}, not {record} (fingerprint {fingerprint:#018x} differs)")]
+    SchemaIdMismatch {
+        /// The schema id from the message header.
+        id: u32,
+        /// Full name of the schema that id stands for in the registry.
+        found: String,
+        /// CRC-64-AVRO fingerprint of that schema's canonical form.
+        fingerprint: u64,
+        /// Full Avro name of the record the caller tried to decode.
+        record: &'static str,
+    },
 }
 
 /// Implemented by every message type that travels on a topic: ties a Rust type to its Avro
@@ -280,6 +314,16 @@ pub fn encode_into<T: AvroRecord>(value: &T, buf: &mut Vec<u8>) -> Result<(), Co
     buf.clear();
     let codec = T::schema_codec()?;
     buf.extend_from_slice(&codec.header);
+    write_body(codec, value, buf)
+}
+
+/// Appends the Avro binary datum of `value` to `buf` (which holds a header already); on
+/// error `buf` is left empty. Shared by both framings.
+pub(crate) fn write_body<T: AvroRecord>(
+    codec: &SchemaCodec,
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     if let Err(e) = codec.writer.write_ser(buf, value) {
         buf.clear();
         return Err(CodecError::Encode {
@@ -317,6 +361,12 @@ pub fn decode<T: AvroRecord>(bytes: &[u8]) -> Result<T, CodecError> {
             record: T::NAME,
         });
     }
+    read_body(codec, body)
+}
+
+/// Reads a whole datum of `T` from `body` (the bytes after either framing's header); bytes
+/// left over are an error.
+pub(crate) fn read_body<T: AvroRecord>(codec: &SchemaCodec, body: &[u8]) -> Result<T, CodecError> {
     let mut rest = body;
     let value = codec
         .reader

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use strikeflow_kafka::rdkafka::message::Message;
-use strikeflow_kafka::{DeadLetter, KafkaError, Outbox};
+use strikeflow_kafka::{DeadLetter, KafkaError, Outbox, Registry};
 use strikeflow_schemas::{
-    date_from_days, decode, AvroRecord, Bar, ChainAnalytics, IndicatorPoint, Instrument,
-    MoneynessPoint, OptionSide, StrikeAnalytics, Tick, Topics,
+    date_from_days, decode_any, AvroRecord, Bar, ChainAnalytics, IndicatorPoint, Instrument,
+    MoneynessPoint, OptionSide, SchemaIds, StrikeAnalytics, Tick, Topics,
 };
 
 use crate::metrics::BatchCommitted;
@@ -55,6 +55,8 @@ impl Source {
 pub struct Sources {
     names: [String; 8],
     dead_letters: [String; 8],
+    /// Schema ids of Confluent-framed records (every input may carry either framing).
+    registry: Registry,
 }
 
 impl Sources {
@@ -74,7 +76,20 @@ impl Sources {
         Self {
             names,
             dead_letters,
+            registry: Registry::none(),
         }
+    }
+
+    /// The same, decoding Confluent-framed records with the ids of `registry`.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The registry records' schema ids are resolved from; resolve each payload
+    /// ([`Registry::resolve`]) before [`Batch::add`].
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Every topic the sink reads.
@@ -249,9 +264,10 @@ impl<'a> Batch<'a> {
 
     /// Decodes `bytes` of `source` and files the value under its table's key.
     fn keep(&mut self, source: Source, bytes: &[u8]) -> Result<(), String> {
+        let ids = self.sources.registry.ids();
         match source {
             Source::Instruments => {
-                let i: Instrument = value(bytes)?;
+                let i: Instrument = value(bytes, ids)?;
                 if let Some(expiry) = i.expiry {
                     expiry_in_calendar(expiry)?;
                 }
@@ -259,26 +275,26 @@ impl<'a> Batch<'a> {
                     .insert((i.instrument_token, i.expiry), i.clone());
                 self.instruments.insert(i.instrument_token, i);
             }
-            Source::Ticks => self.ticks.push(value(bytes)?),
-            Source::Late => self.late.push(value(bytes)?),
+            Source::Ticks => self.ticks.push(value(bytes, ids)?),
+            Source::Late => self.late.push(value(bytes, ids)?),
             Source::Bars => {
-                let bar: Bar = value(bytes)?;
+                let bar: Bar = value(bytes, ids)?;
                 self.bars
                     .insert((bar.instrument_token, bar.window_start), bar);
             }
             Source::Strikes => {
-                let s: StrikeAnalytics = value(bytes)?;
+                let s: StrikeAnalytics = value(bytes, ids)?;
                 expiry_in_calendar(s.expiry)?;
                 self.strikes.insert((s.instrument_token, s.ts), s);
             }
             Source::Chains => {
-                let c: ChainAnalytics = value(bytes)?;
+                let c: ChainAnalytics = value(bytes, ids)?;
                 expiry_in_calendar(c.expiry)?;
                 self.chains
                     .insert((c.underlying.clone(), c.expiry, c.ts), c);
             }
             Source::Moneyness => {
-                let m: MoneynessPoint = value(bytes)?;
+                let m: MoneynessPoint = value(bytes, ids)?;
                 expiry_in_calendar(m.expiry)?;
                 let id = (
                     m.underlying.clone(),
@@ -290,7 +306,7 @@ impl<'a> Batch<'a> {
                 self.moneyness.insert(id, m);
             }
             Source::Indicators => {
-                let p: IndicatorPoint = value(bytes)?;
+                let p: IndicatorPoint = value(bytes, ids)?;
                 // JSON has no NaN or infinity: such a value could only be stored as null,
                 // silently, so the record is refused instead (the schema promises finite).
                 if let Some((name, v)) = p.outputs.iter().find(|(_, v)| !v.is_finite()) {
@@ -328,8 +344,9 @@ impl<'a> Batch<'a> {
     }
 }
 
-fn value<T: AvroRecord>(bytes: &[u8]) -> Result<T, String> {
-    decode::<T>(bytes).map_err(|e| e.to_string())
+/// Either framing; a Confluent record's schema id must have been resolved into `ids`.
+fn value<T: AvroRecord>(bytes: &[u8], ids: &SchemaIds) -> Result<T, String> {
+    decode_any::<T>(bytes, ids).map_err(|e| e.to_string())
 }
 
 /// An expiry PostgreSQL's `date` (via chrono) can hold; anything else is no real contract.
@@ -392,7 +409,7 @@ mod tests {
     /// No broker is contacted: creating a producer does not connect, and nothing here is
     /// dead-lettered.
     fn outbox() -> Outbox {
-        Outbox::connect("127.0.0.1:1").expect("a producer")
+        Outbox::connect(&strikeflow_kafka::Brokers::plaintext("127.0.0.1:1")).expect("a producer")
     }
 
     #[test]

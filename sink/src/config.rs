@@ -2,7 +2,7 @@
 //! ([`SinkSettings`], the `[sink]` section of the configuration file).
 
 use serde::Deserialize;
-use strikeflow_kafka::KafkaConnection;
+use strikeflow_kafka::{KafkaConnection, RegistryConnection};
 
 use crate::{SinkError, Source};
 
@@ -74,6 +74,9 @@ impl SinkSettings {
 pub struct SinkConfig {
     /// Brokers and topic names.
     pub kafka: KafkaConnection,
+    /// The schema registry (`[registry]`) Confluent-framed records' ids are resolved from;
+    /// `None`: such records are dead-lettered as undecodable.
+    pub registry: Option<RegistryConnection>,
     /// PostgreSQL connection string.
     pub database_url: String,
     /// Batching and naming.
@@ -85,6 +88,7 @@ impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             kafka: KafkaConnection::default(),
+            registry: None,
             database_url: "postgres://strikeflow@127.0.0.1:15432/strikeflow".into(),
             settings: SinkSettings::default(),
         }
@@ -154,7 +158,7 @@ mod tests {
     #[test]
     fn default_config_is_the_dev_setup() {
         let config = SinkConfig::default();
-        assert_eq!(config.kafka.brokers, "127.0.0.1:19092");
+        assert_eq!(config.kafka.brokers.bootstrap, "127.0.0.1:19092");
         assert_eq!(
             config.database_url,
             "postgres://strikeflow@127.0.0.1:15432/strikeflow"

@@ -52,6 +52,10 @@ pub enum SinkError {
     /// PostgreSQL failed; the open batch was rolled back and will be read again.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The database URL or its TLS settings (`sslmode`, the `sslrootcert` file) are
+    /// unusable; reported before anything connects.
+    #[error(transparent)]
+    Tls(#[from] strikeflow_tls::TlsError),
     /// Another session holds this sink name's advisory lock: a sink with the same
     /// `consumer_name` is running, and two would store the same offsets twice.
     #[error(
@@ -90,6 +94,9 @@ pub enum SinkError {
     /// Kafka failed.
     #[error(transparent)]
     Kafka(#[from] strikeflow_kafka::KafkaError),
+    /// The schema registry URL cannot be used.
+    #[error(transparent)]
+    Registry(#[from] strikeflow_kafka::RegistryError),
 }
 
 impl From<strikeflow_kafka::rdkafka::error::KafkaError> for SinkError {
@@ -114,19 +121,25 @@ impl From<strikeflow_kafka::rdkafka::error::KafkaError> for SinkError {
 pub async fn run(config: SinkConfig, shutdown: CancellationToken) -> Result<(), SinkError> {
     let SinkConfig {
         kafka,
+        registry,
         database_url,
         settings,
     } = config;
     settings.validate()?;
+    // One table of schema ids for the whole run: a reconnect to PostgreSQL keeps it.
+    let registry = strikeflow_kafka::Registry::new(registry.as_ref())?;
+    registry.warm(&kafka.topics).await;
     metrics::describe();
-    let mut pg: tokio_postgres::Config = database_url.parse()?;
-    pg.application_name(ownership::application_name(&settings.consumer_name));
+    let mut pg = strikeflow_tls::postgres(&database_url)?;
+    pg.config
+        .application_name(ownership::application_name(&settings.consumer_name));
     let max_backoff = Duration::from_secs(settings.max_backoff_secs);
     let mut failures = 0;
     let mut owned_before = false;
     loop {
         let mut progress = retry::Progress::default();
-        let result = serve::session(&pg, &kafka, &settings, &shutdown, &mut progress).await;
+        let result =
+            serve::session(&pg, &kafka, &registry, &settings, &shutdown, &mut progress).await;
         owned_before |= progress.owned;
         match result {
             Ok(()) => {

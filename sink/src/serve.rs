@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strikeflow_kafka::rdkafka::consumer::StreamConsumer;
-use strikeflow_kafka::rdkafka::message::BorrowedMessage;
+use strikeflow_kafka::rdkafka::message::{BorrowedMessage, Message};
 use strikeflow_kafka::{consumer_config, BatchCollector, KafkaError, Outbox};
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -23,19 +23,20 @@ use crate::{ownership, partitions, poison, writer, Batch, SinkError, SinkSetting
 
 /// Connects, then [`serve`]s on the connection until it ends.
 pub(crate) async fn session(
-    pg: &tokio_postgres::Config,
+    pg: &strikeflow_tls::PgTarget,
     kafka: &strikeflow_kafka::KafkaConnection,
+    registry: &strikeflow_kafka::Registry,
     settings: &SinkSettings,
     shutdown: &CancellationToken,
     progress: &mut Progress,
 ) -> Result<(), SinkError> {
-    let (mut client, connection) = pg.connect(NoTls).await?;
+    let (mut client, connection) = pg.connect().await?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             warn!(error = %e, "postgres connection closed");
         }
     });
-    let result = serve(&mut client, kafka, settings, shutdown, progress).await;
+    let result = serve(&mut client, kafka, registry, settings, shutdown, progress).await;
     // Closing the session releases the ownership lock at once.
     drop(client);
     connection.abort();
@@ -52,6 +53,7 @@ struct Decoded<'c, 's> {
 async fn serve(
     client: &mut Client,
     kafka: &strikeflow_kafka::KafkaConnection,
+    registry: &strikeflow_kafka::Registry,
     settings: &SinkSettings,
     shutdown: &CancellationToken,
     progress: &mut Progress,
@@ -62,7 +64,7 @@ async fn serve(
     crate::metrics::postgres_connected(true);
     writer::prepare_session(client).await?;
 
-    let sources = Sources::new(&kafka.topics);
+    let sources = Sources::new(&kafka.topics).with_registry(registry.clone());
     let inputs: Vec<String> = settings
         .topics
         .iter()
@@ -97,10 +99,11 @@ async fn serve(
         Duration::from_millis(settings.batch_wait_ms),
     );
     let mut next_refresh = Instant::now() + partitions::REFRESH_EVERY;
+    let mut refresh_failures = 0;
     let mut ahead: Option<Decoded> = None;
     loop {
         if Instant::now() >= next_refresh {
-            refresh(&mut assignment, client, name).await?;
+            refresh(&mut assignment, client, name, &mut refresh_failures).await?;
             next_refresh = Instant::now() + partitions::REFRESH_EVERY;
         }
         let current = match ahead.take() {
@@ -173,17 +176,28 @@ async fn first_assignment(
     }
 }
 
+/// Metadata checks failing in a row (each one up to its timeout apart, so about a minute of
+/// a broker that answers nothing) after which the session ends: its Kafka clients are
+/// dropped and the supervisor starts the sink again with fresh ones. A broker blip stays
+/// a warning; a client left waiting on a connection that will never answer (seen after a
+/// broker was frozen and thawed) does not stall the sink for good.
+const REFRESH_FAILURES_TO_RESTART: u32 = 4;
+
 /// Assigns partitions added to the input topics since the last check.
 async fn refresh(
     assignment: &mut partitions::Assignment,
     client: &Client,
     name: &str,
+    failures: &mut u32,
 ) -> Result<(), SinkError> {
     match assignment.extend(client, name).await {
-        Ok(_) => Ok(()),
-        // A broker blip must not stop the sink; the next check tries again.
-        Err(SinkError::Kafka(e)) => {
-            warn!(error = %e, "checking the input topics for new partitions failed");
+        Ok(_) => {
+            *failures = 0;
+            Ok(())
+        }
+        Err(SinkError::Kafka(e)) if *failures + 1 < REFRESH_FAILURES_TO_RESTART => {
+            *failures += 1;
+            warn!(error = %e, failures = *failures, "checking the input topics for new partitions failed");
             Ok(())
         }
         Err(e) => Err(e),
@@ -202,6 +216,12 @@ async fn read<'c, 's>(
     let messages = collector.fill(consumer, first).await?;
     let mut batch = Batch::new(sources);
     for msg in &messages {
+        // A new schema id is fetched once (bounded by the registry timeout); a known one,
+        // or a single-object record, costs no I/O.
+        sources
+            .registry()
+            .resolve(msg.payload().unwrap_or_default())
+            .await;
         batch.add(msg, outbox)?;
     }
     Ok(Decoded { messages, batch })

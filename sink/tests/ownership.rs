@@ -122,7 +122,7 @@ async fn a_session_without_the_lock_cannot_commit_a_batch() {
         None,
     );
     // Never contacted: nothing is dead-lettered.
-    let mut outbox = Outbox::connect("127.0.0.1:1").unwrap();
+    let mut outbox = Outbox::connect(&strikeflow_kafka::Brokers::plaintext("127.0.0.1:1")).unwrap();
     let mut batch = Batch::new(&sources);
     batch.add(&msg, &mut outbox).unwrap();
 

@@ -188,7 +188,7 @@ async fn a_stored_offset_below_the_log_start_stops_the_sink_with_a_metric() {
 }
 
 /// Deletes the records of partition 0 of `topic` before `offset` (as retention would).
-async fn expire_before(brokers: &str, topic: &str, offset: i64) {
+async fn expire_before(brokers: &strikeflow_kafka::Brokers, topic: &str, offset: i64) {
     let mut expire = TopicPartitionList::new();
     expire
         .add_partition_offset(topic, 0, Offset::Offset(offset))

@@ -26,17 +26,15 @@ use strikeflow_processors::runner::routing::strike_rows_headers;
 use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 
-use super::drop_topics;
+use super::child::{free_port, PushChild};
+use super::{drop_topics, procfs};
 use crate::Config;
 
-mod child;
-mod clients;
-mod procfs;
+pub(super) mod clients;
 mod session;
 mod wire;
 
-use child::{free_port, PushChild};
-use clients::{Crowd, Plan};
+use clients::{Crowd, Plan, Timing};
 use session::{play_session, Session, Stream};
 
 /// What `strikeflow bench push` is asked to do.
@@ -99,6 +97,16 @@ impl SendTimes {
     }
 }
 
+impl Timing for SendTimes {
+    fn now(&self) -> u64 {
+        SendTimes::now(self)
+    }
+
+    fn sent(&self, channel: &str, epoch: &str, seq: u64, _head: &str) -> Option<u64> {
+        SendTimes::sent(self, channel, epoch, seq)
+    }
+}
+
 /// Runs the benchmark and prints its figures.
 pub async fn push(config: &Config, bench: PushBench) -> Result<()> {
     if bench.clients == 0 || bench.rate <= 0.0 || bench.secs == 0 {
@@ -119,7 +127,7 @@ pub async fn push(config: &Config, bench: PushBench) -> Result<()> {
             spec
         })
         .collect();
-    ensure_topics(&config.kafka.brokers, &specs, config.kafka.replication)
+    ensure_topics(&config.kafka.brokers(), &specs, config.kafka.replication)
         .await
         .context("creating benchmark topics (is Kafka up? ./dev up)")?;
     let result = measure(config, &bench, &topics, &prefix, session).await;
@@ -136,7 +144,7 @@ async fn measure(
     prefix: &str,
     session: Session,
 ) -> Result<()> {
-    let outbox = Outbox::connect(&config.kafka.brokers)?;
+    let outbox = Outbox::connect(&config.kafka.brokers())?;
     let producer = outbox.producer().clone();
     let mut instruments = Outbox::new(producer.clone());
     for (key, payload) in &session.instruments {
@@ -145,7 +153,14 @@ async fn measure(
     instruments.flush().await?;
 
     let port = free_port()?;
-    let mut push = PushChild::start(config, prefix, port, bench.clients)?;
+    let mut push = PushChild::start(
+        config,
+        prefix,
+        port,
+        bench.clients,
+        std::process::Stdio::inherit(),
+        false,
+    )?;
     let ready = push.wait_ready(Duration::from_secs(120)).await;
     if let Err(e) = ready {
         push.stop();
@@ -197,7 +212,7 @@ async fn drive(
     let stop = CancellationToken::new();
     // Started before the crowd so its first fetch is long done when publishing begins.
     let reference = tokio::spawn(kafka_reference(
-        config.kafka.brokers.clone(),
+        config.kafka.brokers(),
         topics.ticks(),
         times.clone(),
         stop.clone(),
@@ -350,7 +365,7 @@ async fn publish(
 /// The reference for the latency figures: publish → a bare librdkafka consumer of the ticks
 /// topic in this process (what any Kafka consumer pays before push adds its share).
 async fn kafka_reference(
-    brokers: String,
+    brokers: strikeflow_kafka::Brokers,
     topic: String,
     times: Arc<SendTimes>,
     stop: CancellationToken,

@@ -2,11 +2,11 @@
 //! for one run and dropped after it (`bench sink`, `bench api`).
 
 use anyhow::{Context, Result};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// A client of `url`, its connection driven on the runtime.
 pub(super) async fn connect(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (client, connection) = strikeflow_tls::postgres(url)?.connect().await?;
     tokio::spawn(connection);
     Ok(client)
 }

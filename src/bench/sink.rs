@@ -264,7 +264,7 @@ async fn measure(
         .await
         .context("migrating the benchmark database")?;
     let db = connect(url).await?;
-    let brokers = &config.kafka.brokers;
+    let brokers = &config.kafka.brokers();
     let mut outbox = Outbox::connect(brokers)?;
 
     // Everything is generated and encoded before any clock starts. The ticks go to Kafka

@@ -64,9 +64,10 @@ async fn instruments(args: &InstrumentsArgs, config: &Config) -> Result<()> {
         );
     }
     let mut publisher =
-        strikeflow_ingest::TickPublisher::connect(&config.kafka.brokers, &config.topics(), None)?;
+        strikeflow_ingest::TickPublisher::connect(&config.kafka.brokers(), &config.topics(), None)?;
     publisher.publish_instruments(&master.instruments).await?;
-    let (client, connection) = tokio_postgres::connect(&config.database.url, tokio_postgres::NoTls)
+    let (client, connection) = strikeflow_tls::postgres(&config.database.url)?
+        .connect()
         .await
         .with_context(|| format!("connecting to {}", redact(&config.database.url)))?;
     let connection = tokio::spawn(connection);
@@ -87,8 +88,9 @@ async fn instruments(args: &InstrumentsArgs, config: &Config) -> Result<()> {
 /// `ingest replay`: recorded ticks, paced as asked, with a line to resume from.
 async fn replay(args: ReplayArgs, config: &Config, shutdown: CancellationToken) -> Result<()> {
     let replay = strikeflow_ingest::replay::ReplayConfig {
-        brokers: config.kafka.brokers.clone(),
+        brokers: config.kafka.brokers(),
         topics: config.topics(),
+        registry: config.registry_connection(),
         files: args.files,
         instruments_csv: args.instruments,
         speed: args.speed,
@@ -111,8 +113,9 @@ async fn kite(args: KiteArgs, config: &Config, shutdown: CancellationToken) -> R
         access_token: args.access_token,
         instruments_csv: args.instruments,
         tokens: args.tokens,
-        brokers: config.kafka.brokers.clone(),
+        brokers: config.kafka.brokers(),
         topics: config.topics(),
+        registry: config.registry_connection(),
         ..Default::default()
     };
     let report = strikeflow_ingest::kite::run_kite(kite, shutdown).await?;

@@ -14,27 +14,64 @@ use strikeflow_kafka::ensure_topics;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BenchTarget, Command, MigrateArgs};
-use crate::supervisor;
+use crate::supervisor::{self, Restart, StageBoard, StageState};
 
-/// Runs `command` until it finishes or `shutdown` is cancelled.
+/// Runs `command` until it finishes or `shutdown` is cancelled; stages run supervised
+/// (restarted when they fail, their state on `board`).
 pub(crate) async fn execute(
     command: Command,
     mut config: Config,
+    board: StageBoard,
     shutdown: CancellationToken,
 ) -> Result<()> {
     match command {
-        Command::Ingest { source } => ingest::execute(source, &mut config, shutdown).await,
-        Command::Process => Ok(strikeflow_processors::run(config.processor(), shutdown).await?),
-        Command::Sink => Ok(strikeflow_sink::run(config.sink(), shutdown).await?),
-        Command::Push => Ok(strikeflow_push::run(config.push(), shutdown).await?),
-        Command::Api => Ok(strikeflow_api::run(config.api(), shutdown).await?),
+        Command::Ingest { source } => {
+            // A feed is not restarted: starting a simulation or a replay again would publish
+            // its ticks twice (a replay resumes by `--from-line`, an operator's decision).
+            board.set("ingest", StageState::Running { restarts: 0 });
+            let result = ingest::execute(source, &mut config, shutdown).await;
+            let reason = match &result {
+                Ok(()) => supervisor::FINISHED.to_owned(),
+                Err(e) => format!("{e:#}"),
+            };
+            board.set("ingest", StageState::Stopped { reason });
+            result
+        }
+        Command::Process => {
+            supervisor::run_one(
+                "processor",
+                Restart::WithBackoff,
+                board,
+                shutdown,
+                |token| strikeflow_processors::run(config.processor(), token),
+            )
+            .await
+        }
+        Command::Sink => {
+            supervisor::run_one("sink", Restart::WithBackoff, board, shutdown, |token| {
+                strikeflow_sink::run(config.sink(), token)
+            })
+            .await
+        }
+        Command::Push => {
+            supervisor::run_one("push", Restart::WithBackoff, board, shutdown, |token| {
+                strikeflow_push::run(config.push(), token)
+            })
+            .await
+        }
+        Command::Api => {
+            supervisor::run_one("api", Restart::WithBackoff, board, shutdown, |token| {
+                strikeflow_api::run(config.api(), token)
+            })
+            .await
+        }
         Command::Run(args) => {
             args.simulate.apply(&mut config)?;
             // Push's and the API's own checks (a weak secret on a public address, the token
             // keys) before any stage starts.
             config.push().validate()?;
             config.api().validate()?;
-            supervisor::run_all(&config, !args.no_simulator, shutdown).await
+            supervisor::run_all(&config, !args.no_simulator, board, shutdown).await
         }
         Command::Migrate(args) => migrate(&config, args).await,
         Command::Token(args) if args.is_api_token() => api::token(&config, args),
@@ -77,13 +114,26 @@ async fn migrate(config: &Config, args: MigrateArgs) -> Result<()> {
         return Ok(());
     }
     ensure_topics(
-        &config.kafka.brokers,
+        &config.kafka.brokers(),
         &config.topics().all(),
         config.kafka.replication,
     )
     .await
     .with_context(|| format!("creating topics on {}", config.kafka.brokers))?;
     println!("kafka: topics ready on {}", config.kafka.brokers);
+    if let Some(connection) = config.registry_connection() {
+        let registry = strikeflow_kafka::Registry::new(Some(&connection))?;
+        let registered =
+            strikeflow::migrate::schemas::register_schemas(&registry, &config.topics())
+                .await
+                .with_context(|| format!("registering the schemas at {}", connection.url))?;
+        println!(
+            "registry: {} subject(s) registered, compatibility {} ({})",
+            registered.len(),
+            strikeflow::migrate::schemas::COMPATIBILITY,
+            connection.url
+        );
+    }
     Ok(())
 }
 
@@ -103,6 +153,9 @@ async fn bench(config: &Config, what: BenchTarget) -> Result<()> {
         } => strikeflow::bench::process(config, ticks, tick_interval_ms),
         BenchTarget::Sink { rows, strike_rows } => {
             strikeflow::bench::sink(config, rows, strike_rows).await
+        }
+        BenchTarget::Replay { ticks } => {
+            strikeflow::bench::replay(config, strikeflow::bench::ReplayBench { ticks }).await
         }
         BenchTarget::Push {
             clients,
@@ -146,6 +199,23 @@ async fn bench(config: &Config, what: BenchTarget) -> Result<()> {
                 out,
                 replay,
             })
+            .await
+        }
+        BenchTarget::E2e {
+            rates,
+            secs,
+            clients,
+            warmup_secs,
+        } => {
+            strikeflow::bench::e2e(
+                config,
+                strikeflow::bench::E2eBench {
+                    rates,
+                    secs,
+                    clients,
+                    warmup_secs,
+                },
+            )
             .await
         }
     }

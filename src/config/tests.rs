@@ -61,7 +61,7 @@ fn file_then_env_override_defaults() {
         jail.set_env("DATABASE_URL", "postgres://elsewhere/db");
         let config = Config::load(Some(Path::new("custom.toml"))).map_err(jailed)?;
         config.validate().map_err(jailed)?;
-        assert_eq!(config.sink().kafka.brokers, "file:9092");
+        assert_eq!(config.sink().kafka.brokers.bootstrap, "file:9092");
         assert_eq!(config.sink().settings.batch_rows, 7);
         assert_eq!(config.sink().database_url, "postgres://elsewhere/db");
         assert_eq!(config.processor().settings.allowed_lateness_ms, 1234);
@@ -365,6 +365,64 @@ fn a_misspelt_api_variable_is_named() {
                 "unknown key",
                 "environment variable STRIKEFLOW_API__CACHE_TTL",
             ],
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn registry_settings_are_checked_and_named() {
+    for (text, key) in [
+        (
+            "[registry]\nurl = \"https://r:8081\"\n",
+            "registry.url: schema registry URL",
+        ),
+        ("[registry]\nurl = \"nonsense\"\n", "registry.url"),
+        (
+            "[registry]\nencoding = \"confluent\"\n",
+            "registry.encoding",
+        ),
+        ("[registry]\nencoding = \"json\"\n", "registry.encoding"),
+        (
+            "[registry]\nurl = \"http://r:8081\"\ntimeout_ms = 0\n",
+            "registry.timeout_ms",
+        ),
+        ("[registry]\nurll = \"http://r:8081\"\n", "registry.urll"),
+    ] {
+        assert_names(&refusal(text), &[key]);
+    }
+}
+
+#[test]
+fn the_registry_url_decides_the_default_encoding() {
+    Jail::expect_with(|jail| {
+        let config = load_file(jail, "").map_err(jailed)?;
+        assert_eq!(config.registry_connection(), None);
+        assert_eq!(config.processor().registry, None);
+
+        jail.set_env(
+            "SCHEMA_REGISTRY_URL",
+            "http://127.0.0.1:18081/apis/ccompat/v7",
+        );
+        let config = Config::load(Some(Path::new("custom.toml"))).map_err(jailed)?;
+        config.validate().map_err(jailed)?;
+        let connection = config.registry_connection().expect("a registry");
+        assert_eq!(connection.url, "http://127.0.0.1:18081/apis/ccompat/v7");
+        assert_eq!(connection.encoding, strikeflow_schemas::Encoding::Confluent);
+        assert_eq!(connection.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(config.sink().registry, Some(connection.clone()));
+        assert_eq!(config.push().registry, Some(connection.clone()));
+        assert_eq!(config.simulate().registry, Some(connection));
+
+        let config = load_file(
+            jail,
+            "[registry]\nurl = \"http://r:8081\"\nencoding = \"single-object\"\n",
+        )
+        .map_err(jailed)?;
+        config.validate().map_err(jailed)?;
+        assert_eq!(
+            config.registry_connection().map(|c| c.encoding),
+            Some(strikeflow_schemas::Encoding::SingleObject)
         );
         Ok(())
     });

@@ -18,6 +18,7 @@ impl Config {
     /// Each error names the key as written in the file and the reason.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_connections()?;
+        self.validate_registry()?;
         EnvFilter::try_new(&self.telemetry.log)
             .map_err(|e| ConfigError::invalid("telemetry.log", format!("not a log filter: {e}")))?;
         let rate = self.simulate.rate;
@@ -79,8 +80,10 @@ impl Config {
             "kafka.replication",
             "must be at least 1",
         )?;
+        kafka.validate_security()?;
         check_database_url(&self.database.url)?;
         check_redis_url(&self.redis.url)?;
+        super::security::check_redis_tls(&self.redis.url)?;
         // Claim requirements, and every configured key file read and parsed.
         self.auth.validate().map_err(ConfigError::stage)
     }
@@ -96,7 +99,7 @@ fn check(ok: bool, key: &str, reason: &str) -> Result<(), ConfigError> {
 }
 
 /// A PostgreSQL connection string: a `postgres://` / `postgresql://` URL or libpq's
-/// `key=value` form, as tokio-postgres parses it when the sink connects.
+/// `key=value` form, as every stage parses it when it connects (CA file included).
 fn check_database_url(url: &str) -> Result<(), ConfigError> {
     const KEY: &str = "database.url";
     if let Some((scheme, _)) = url.split_once("://") {
@@ -106,10 +109,9 @@ fn check_database_url(url: &str) -> Result<(), ConfigError> {
             "must be a postgres:// or postgresql:// URL",
         )?;
     }
-    // The parser's message never repeats the password; it says what it could not read.
-    url.parse::<tokio_postgres::Config>()
-        .map(drop)
-        .map_err(|e| ConfigError::invalid(KEY, format!("not a PostgreSQL connection string: {e}")))
+    // Parsed with its TLS parameters (strikeflow-tls); the parser's message never repeats
+    // the password, it says what it could not read.
+    super::security::check_database_tls(url)
 }
 
 /// A Redis URL in one of the forms the redis crate accepts.

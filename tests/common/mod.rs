@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub(crate) mod children;
+pub(crate) mod private_kafka;
 pub(crate) mod private_postgres;
 pub(crate) mod stored;
 
@@ -82,7 +84,7 @@ impl Sandbox {
         config.database.url = database_url;
         config.redis.url = services.redis_url.clone();
         ensure_topics(
-            &config.kafka.brokers,
+            &config.kafka.brokers(),
             &Topics::new(config.kafka.topic_prefix.clone()).all(),
             1,
         )
@@ -154,9 +156,20 @@ pub(crate) async fn wait_until_stored<T>(
 pub(crate) async fn wait_until_stored_while(
     db: &Client,
     expected: &[(&str, usize)],
+    running: impl FnMut() -> bool,
+) {
+    wait_until_stored_within(db, expected, Duration::from_secs(60), running).await
+}
+
+/// [`wait_until_stored_while`] with a time limit of the caller's (a sink recovering from a
+/// fault may take longer than one catching up on a quiet run).
+pub(crate) async fn wait_until_stored_within(
+    db: &Client,
+    expected: &[(&str, usize)],
+    timeout: Duration,
     mut running: impl FnMut() -> bool,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + timeout;
     loop {
         let mut behind = Vec::new();
         for &(table, n) in expected {
@@ -171,7 +184,7 @@ pub(crate) async fn wait_until_stored_while(
         assert!(running(), "the sink stopped early");
         assert!(
             Instant::now() < deadline,
-            "the sink did not catch up: {behind:?}"
+            "the sink did not catch up within {timeout:?}: {behind:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -187,9 +200,10 @@ pub(crate) async fn read_topic<T: strikeflow_schemas::AvroRecord>(
     use strikeflow_kafka::rdkafka::message::Message;
     let id: u32 = rand::rng().random();
     let group = format!("{topic}-reader-{id:08x}");
-    let consumer: StreamConsumer = strikeflow_kafka::consumer_config(brokers, &group)
-        .create()
-        .expect("a test consumer");
+    let consumer: StreamConsumer =
+        strikeflow_kafka::consumer_config(&strikeflow_kafka::Brokers::plaintext(brokers), &group)
+            .create()
+            .expect("a test consumer");
     consumer.subscribe(&[topic]).expect("subscribing");
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
@@ -228,9 +242,12 @@ pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
     use strikeflow_kafka::rdkafka::error::KafkaError;
     use strikeflow_kafka::rdkafka::message::{Headers, Message};
     use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = strikeflow_kafka::reader_config(brokers, &format!("{topic}-dump"))
-        .create()
-        .expect("a test consumer");
+    let consumer: BaseConsumer = strikeflow_kafka::reader_config(
+        &strikeflow_kafka::Brokers::plaintext(brokers),
+        &format!("{topic}-dump"),
+    )
+    .create()
+    .expect("a test consumer");
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("topic metadata");
@@ -311,40 +328,46 @@ pub(crate) async fn wait_processed<T>(config: &Config, processor: &tokio::task::
 }
 
 pub(crate) fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i64) {
+    // A fresh broker answers "not coordinator" until the offsets topic is ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match try_group_progress(brokers, group, topic) {
+            Ok(progress) => return progress,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "group progress: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// [`group_progress`], or the broker's error (a broker restarting answers "not leader" or
+/// "not coordinator" for a while).
+pub(crate) fn try_group_progress(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+) -> Result<(i64, i64), strikeflow_kafka::rdkafka::error::KafkaError> {
     use strikeflow_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
     use strikeflow_kafka::rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = strikeflow_kafka::client_config(brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        // read_committed would make the offset fetch wait for a transaction left open by a
-        // killed processor (KIP-447 "stable" offsets); the committed figure is what counts.
-        .set("isolation.level", "read_uncommitted")
-        .create()
-        .expect("a test consumer");
+    let consumer: BaseConsumer =
+        strikeflow_kafka::client_config(&strikeflow_kafka::Brokers::plaintext(brokers))
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            // read_committed would make the offset fetch wait for a transaction left open by a
+            // killed processor (KIP-447 "stable" offsets); the committed figure is what counts.
+            .set("isolation.level", "read_uncommitted")
+            .create()?;
     let timeout = Duration::from_secs(30);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .expect("topic metadata");
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let mut tpl = TopicPartitionList::new();
     let mut end = 0;
     for p in metadata.topics()[0].partitions() {
         tpl.add_partition(topic, p.id());
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p.id(), timeout)
-            .expect("watermarks");
+        let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
         end += high;
     }
-    // A fresh broker answers "not coordinator" until the offsets topic is ready.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let committed = loop {
-        match consumer.committed_offsets(tpl.clone(), timeout) {
-            Ok(committed) => break committed,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "committed offsets: {e}");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    };
+    let committed = consumer.committed_offsets(tpl, timeout)?;
     let done = committed
         .elements()
         .iter()
@@ -353,7 +376,7 @@ pub(crate) fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i
             _ => 0,
         })
         .sum();
-    (done, end)
+    Ok((done, end))
 }
 
 /// Every committed record of `topic`, decoded, in partition then offset order.

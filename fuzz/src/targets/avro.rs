@@ -13,7 +13,24 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use serde_json::Value;
-use strikeflow_schemas::{decode, encode, AvroRecord, HEADER_LEN, MAX_FIELD_BYTES};
+use strikeflow_schemas::{
+    confluent_id, decode_any, encode_framed, AvroRecord, Framing, SchemaIds, CONFLUENT_HEADER_LEN,
+    CONFLUENT_MAGIC, HEADER_LEN, MAX_FIELD_BYTES,
+};
+
+/// The schema id the Confluent-framed half of each corpus carries (resolved to the target's
+/// own record in its [`SchemaIds`]); any other id must be refused, not guessed.
+const FUZZ_SCHEMA_ID: u32 = 1;
+
+/// Length of the header `data` starts with: Confluent's 5 bytes after its magic byte, the
+/// single-object 10 otherwise.
+fn header_len(data: &[u8]) -> usize {
+    if data.first() == Some(&CONFLUENT_MAGIC) {
+        CONFLUENT_HEADER_LEN
+    } else {
+        HEADER_LEN
+    }
+}
 
 use crate::harness::{Target, ALLOC_BASE, ALLOC_PER_INPUT_BYTE};
 use crate::mutate::{avro_long, read_avro_long, replace};
@@ -260,17 +277,27 @@ pub struct AvroTarget<T> {
     name: &'static str,
     layout: Ty,
     corpus: Vec<Vec<u8>>,
+    /// Knows [`FUZZ_SCHEMA_ID`] as `T`, as a reader that resolved it from the registry.
+    ids: SchemaIds,
     record: PhantomData<fn() -> T>,
 }
 
 impl<T: AvroRecord> AvroTarget<T> {
-    /// A target for `T` named `name`, whose corpus is the encodings of `values`.
+    /// A target for `T` named `name`, whose corpus is the encodings of `values` in both
+    /// framings (single object, and Confluent with [`FUZZ_SCHEMA_ID`]).
     pub fn new(name: &'static str, values: &[T]) -> Result<Self, String> {
         let schema: Value = serde_json::from_str(T::SCHEMA_JSON).map_err(|e| e.to_string())?;
         let layout = parse_schema(&schema, "", &mut HashMap::new())?;
+        let ids = SchemaIds::new();
+        ids.insert_record::<T>(FUZZ_SCHEMA_ID)
+            .map_err(|e| e.to_string())?;
+        let framings = [
+            Framing::SingleObject,
+            Framing::Confluent { id: FUZZ_SCHEMA_ID },
+        ];
         let corpus = values
             .iter()
-            .map(|v| encode(v).map_err(|e| e.to_string()))
+            .flat_map(|v| framings.map(|f| encode_framed(v, f).map_err(|e| e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         if corpus.is_empty() {
             return Err(format!("{name}: empty corpus"));
@@ -279,6 +306,7 @@ impl<T: AvroRecord> AvroTarget<T> {
             name,
             layout,
             corpus,
+            ids,
             record: PhantomData,
         })
     }
@@ -286,8 +314,9 @@ impl<T: AvroRecord> AvroTarget<T> {
     /// Every span of `data`'s body under the record's schema.
     fn spans(&self, data: &[u8]) -> Vec<Span> {
         let mut spans = Vec::new();
-        if data.len() >= HEADER_LEN {
-            let _ = walk(&self.layout, data, HEADER_LEN, &mut spans);
+        let header = header_len(data);
+        if data.len() >= header {
+            let _ = walk(&self.layout, data, header, &mut spans);
         }
         spans
     }
@@ -299,7 +328,7 @@ impl<T: AvroRecord + Send + Sync> Target for AvroTarget<T> {
     }
 
     fn describe(&self) -> &'static str {
-        "strikeflow_schemas::decode (Avro single-object) and the re-encoding round trip"
+        "strikeflow_schemas::decode_any (Avro single-object and Confluent framing) and the re-encoding round trip"
     }
 
     fn corpus(&self) -> &[Vec<u8>] {
@@ -321,8 +350,9 @@ impl<T: AvroRecord + Send + Sync> Target for AvroTarget<T> {
         let spans = self.spans(data);
         let Some(span) = rng.pick(&spans).copied() else {
             // Not even the header: damage the header instead.
-            if data.len() >= HEADER_LEN {
-                let at = rng.below(HEADER_LEN);
+            let header = header_len(data);
+            if data.len() >= header {
+                let at = rng.below(header);
                 data[at] ^= 1 << rng.below(8);
             }
             return;
@@ -394,14 +424,20 @@ impl<T: AvroRecord + Send + Sync> Target for AvroTarget<T> {
     }
 
     fn run(&self, input: &[u8]) -> Result<bool, String> {
-        let Ok(value) = decode::<T>(input) else {
+        let Ok(value) = decode_any::<T>(input, &self.ids) else {
             return Ok(false);
         };
-        let first =
-            encode(&value).map_err(|e| format!("a decoded {} does not re-encode: {e}", T::NAME))?;
-        let again = decode::<T>(&first)
+        // Only the id the table knows may decode; re-encode in the input's framing.
+        let framing = match confluent_id(input) {
+            Some(FUZZ_SCHEMA_ID) => Framing::Confluent { id: FUZZ_SCHEMA_ID },
+            Some(id) => return Err(format!("unknown schema id {id} decoded as {}", T::NAME)),
+            None => Framing::SingleObject,
+        };
+        let first = encode_framed(&value, framing)
+            .map_err(|e| format!("a decoded {} does not re-encode: {e}", T::NAME))?;
+        let again = decode_any::<T>(&first, &self.ids)
             .map_err(|e| format!("a re-encoded {} does not decode: {e}", T::NAME))?;
-        let second = encode(&again)
+        let second = encode_framed(&again, framing)
             .map_err(|e| format!("a re-decoded {} does not re-encode: {e}", T::NAME))?;
         if first != second {
             return Err(format!("{} re-encoding is not stable", T::NAME));

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use strikeflow_kafka::backoff;
+use strikeflow_kafka::{backoff, RegistryConnection};
 use strikeflow_schemas::Topics;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -74,10 +74,15 @@ pub struct KiteConfig {
     pub instruments_csv: PathBuf,
     /// Tokens to subscribe; empty means every token in the master.
     pub tokens: Vec<i64>,
-    /// Kafka bootstrap servers.
-    pub brokers: String,
+    /// Kafka brokers and their security settings (from `[kafka]`, set by the binary).
+    #[serde(skip)]
+    pub brokers: strikeflow_kafka::Brokers,
     /// Topic names.
     pub topics: Topics,
+    /// The schema registry (`[registry]`), which decides the encoding; `None`: single
+    /// object.
+    #[serde(skip)]
+    pub registry: Option<RegistryConnection>,
     /// No frame (heartbeats included) for this long means a dead feed: reconnect.
     pub ping_timeout_secs: u64,
     /// Upper bound of the reconnect delay.
@@ -95,8 +100,9 @@ impl Default for KiteConfig {
             access_token: String::new(),
             instruments_csv: PathBuf::from("instruments.csv"),
             tokens: Vec::new(),
-            brokers: "127.0.0.1:19092".into(),
+            brokers: strikeflow_kafka::Brokers::default(),
             topics: Topics::default(),
+            registry: None,
             ping_timeout_secs: 10,
             max_backoff_secs: 30,
             future_tolerance_ms: 2_000,
@@ -182,6 +188,7 @@ pub async fn run_kite(
     )?;
     let tolerance = config.future_tolerance_ms.saturating_mul(1_000);
     let mut publisher = TickPublisher::connect(&config.brokers, &config.topics, Some(tolerance))?;
+    publisher.use_registry(config.registry.as_ref()).await?;
     publisher.publish_instruments(&master.instruments).await?;
     // Exactly one TLS crypto provider is compiled in; installing it explicitly keeps `wss://`
     // working even if another crate ever enables a second one. Err = already installed.

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
+use strikeflow_kafka::RegistryConnection;
 use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -75,10 +76,13 @@ impl TryFrom<String> for Speed {
 /// Configuration of `strikeflow ingest replay`.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
-    /// Kafka bootstrap servers.
-    pub brokers: String,
+    /// Kafka brokers and their security settings.
+    pub brokers: strikeflow_kafka::Brokers,
     /// Topic names.
     pub topics: Topics,
+    /// The schema registry (`[registry]`), which decides the encoding; `None`: single
+    /// object.
+    pub registry: Option<RegistryConnection>,
     /// Recordings, replayed in order.
     pub files: Vec<PathBuf>,
     /// The Kite-format instrument master the recorded tokens belong to.
@@ -134,6 +138,7 @@ pub async fn run_replay(
         warn!(file = %config.instruments_csv.display(), line = bad.line, reason = %bad.reason, "skipping instrument row");
     }
     let mut publisher = TickPublisher::connect(&config.brokers, &config.topics, None)?;
+    publisher.use_registry(config.registry.as_ref()).await?;
     publisher.publish_instruments(&master.instruments).await?;
 
     let bar = progress_bar(&config)?;

@@ -15,8 +15,10 @@ use strikeflow_kafka::{consumer_config, ensure_topics};
 use strikeflow_schemas::{Topics, REFERENCE_COPY_HEADER, WATERMARK_HEADER};
 
 /// Where Kafka is: `KAFKA_BROKERS`, or `./dev up`'s default.
-pub(crate) fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+pub(crate) fn brokers() -> strikeflow_kafka::Brokers {
+    strikeflow_kafka::Brokers::plaintext(
+        std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into()),
+    )
 }
 
 /// Fresh topics named after `label` plus a random id, and an empty scratch directory.

@@ -34,8 +34,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strikeflow_kafka::rdkafka::consumer::Consumer;
+use strikeflow_kafka::rdkafka::message::Message;
 use strikeflow_kafka::rdkafka::producer::{FutureProducer, Producer};
-use strikeflow_kafka::{consumer_config, producer_config, BatchCollector, CompactedReader, Outbox};
+use strikeflow_kafka::{
+    consumer_config, producer_config, BatchCollector, CompactedReader, Outbox, Registry,
+};
 use strikeflow_schemas::Topics;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -58,7 +61,10 @@ pub async fn run(
     config.settings.validate()?;
     metrics::describe();
     let settings = &config.settings;
-    let routes = Routes::new(&config.kafka.topics);
+    let registry = Registry::new(config.registry.as_ref())?;
+    // Output ids first: an unregistered schema stops the start with its subject named.
+    let routes = Routes::new(&config.kafka.topics, &registry).await?;
+    registry.warm(&config.kafka.topics).await;
     let core_settings = settings.core_settings();
     let fingerprint = settings_fingerprint(&core_settings, settings);
     let mut feed = CompactedReader::new(
@@ -69,12 +75,15 @@ pub async fn run(
     // A missing topic stops the start ("run `strikeflow migrate`") instead of waiting.
     feed.assign_new_partitions().await?;
     // Chains need their strikes before their ticks: read the master to its end first.
-    let master = feed.catch_up(KAFKA_TIMEOUT, decode_instrument).await;
+    let master = feed
+        .catch_up(KAFKA_TIMEOUT, |msg| decode_instrument(msg, registry.ids()))
+        .await;
     let mut factory = CoreFactory {
         settings: core_settings,
         indicators: settings.indicator_bank()?,
         fingerprint,
         master,
+        registry: registry.clone(),
     };
 
     let transactional_id = format!("{}-{}", settings.group_id, settings.instance_id);
@@ -139,7 +148,8 @@ pub async fn run(
                 continue;
             }
             msg = feed.recv() => {
-                if let Some(instrument) = decode_instrument(&msg) {
+                registry.resolve(msg.payload().unwrap_or_default()).await;
+                if let Some(instrument) = decode_instrument(&msg, registry.ids()) {
                     for partition in stage.partitions.values_mut() {
                         register(&mut partition.core, &instrument);
                     }

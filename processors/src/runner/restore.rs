@@ -25,7 +25,7 @@ use crate::{metrics, ProcessorError, SnapshotReadError};
 /// consumer to the committed offsets.
 pub(super) fn restore_partitions(
     consumer: &TicksConsumer,
-    brokers: &str,
+    brokers: &strikeflow_kafka::Brokers,
     ticks: &str,
     state_topic: &str,
     factory: &CoreFactory,
@@ -67,7 +67,7 @@ pub(super) fn restore_partitions(
                 let started = Instant::now();
                 let (mut core, from) = read_snapshot(&reader, factory, state_topic, location)?;
                 let read = started.elapsed();
-                replay(&reader, ticks, id, from, committed, &mut core)?;
+                replay(&reader, ticks, id, (from, committed), factory, &mut core)?;
                 info!(
                     partition = id,
                     snapshot_offset = from,
@@ -178,8 +178,8 @@ fn replay(
     reader: &BaseConsumer,
     topic: &str,
     partition: i32,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
+    factory: &CoreFactory,
     core: &mut TickProcessor,
 ) -> Result<(), ProcessorError> {
     if from >= to {
@@ -203,11 +203,16 @@ fn replay(
         if msg.offset() >= to {
             break;
         }
-        // Undecodable records were dead-lettered the first time; they change no state.
+        // Undecodable records were dead-lettered the first time; they change no state. A
+        // schema id this process has not seen yet is resolved first, so a replay after a
+        // restart decodes what the first run did.
+        let payload = msg.payload().unwrap_or_default();
+        factory.registry.resolve_blocking(payload);
         let _ = apply_record(
             core,
-            msg.payload().unwrap_or_default(),
+            payload,
             strikeflow_kafka::ticks_record(&msg),
+            factory.registry.ids(),
             &mut discarded,
         );
         discarded.clear();

@@ -4,8 +4,11 @@
 use strikeflow_analytics::Output;
 use strikeflow_kafka::rdkafka::message::{Header, OwnedHeaders};
 use strikeflow_kafka::rdkafka::producer::FutureRecord;
-use strikeflow_kafka::{DeadLetter, Outbox};
-use strikeflow_schemas::{encode, ChainKey, Topics, STRIKE_ROWS_HEADER};
+use strikeflow_kafka::{DeadLetter, Outbox, Registry};
+use strikeflow_schemas::{
+    encode_framed, Bar, ChainAnalytics, ChainKey, Framing, IndicatorPoint, MoneynessPoint,
+    StrikeAnalytics, Tick, Topics, STRIKE_ROWS_HEADER,
+};
 
 use crate::{metrics, ProcessorError};
 
@@ -20,11 +23,41 @@ pub(super) struct Routes {
     pub(super) moneyness: String,
     pub(super) indicators: String,
     pub(super) state: String,
+    framings: Framings,
+}
+
+/// How each output type is framed on its topic (single object, or Confluent with the id
+/// looked up once at start).
+struct Framings {
+    bar: Framing,
+    late: Framing,
+    strike: Framing,
+    chain: Framing,
+    moneyness: Framing,
+    indicator: Framing,
 }
 
 impl Routes {
-    pub(super) fn new(topics: &Topics) -> Self {
-        Self {
+    /// The topics, and the framing of every output (looked up in the registry when the
+    /// encoding is Confluent: an unregistered output schema fails here, at start).
+    pub(super) async fn new(topics: &Topics, registry: &Registry) -> Result<Self, ProcessorError> {
+        let framings = Framings {
+            bar: registry.framing::<Bar>(topics, &topics.bars()).await?,
+            late: registry.framing::<Tick>(topics, &topics.late()).await?,
+            strike: registry
+                .framing::<StrikeAnalytics>(topics, &topics.strikes())
+                .await?,
+            chain: registry
+                .framing::<ChainAnalytics>(topics, &topics.chains())
+                .await?,
+            moneyness: registry
+                .framing::<MoneynessPoint>(topics, &topics.moneyness())
+                .await?,
+            indicator: registry
+                .framing::<IndicatorPoint>(topics, &topics.indicators())
+                .await?,
+        };
+        Ok(Self {
             ticks: topics.ticks(),
             bars: topics.bars(),
             dead_letters: topics.dead_letter(&topics.ticks()),
@@ -34,7 +67,8 @@ impl Routes {
             moneyness: topics.moneyness(),
             indicators: topics.indicators(),
             state: topics.processor_state(),
-        }
+            framings,
+        })
     }
 }
 
@@ -99,13 +133,14 @@ pub(super) fn publish(
     outputs: &mut Vec<Output>,
 ) -> Result<(), ProcessorError> {
     let strike_rows = StrikeRowCounts::of(outputs);
+    let f = &routes.framings;
     for output in outputs.drain(..) {
         match output {
             Output::Bar(bar) => {
                 outbox.send(
                     &routes.bars,
                     &bar.instrument_token.to_string(),
-                    &encode(&bar)?,
+                    &encode_framed(&bar, f.bar)?,
                 )?;
                 metrics::bar_published();
             }
@@ -123,13 +158,13 @@ pub(super) fn publish(
                 outbox.send_record(
                     FutureRecord::to(&routes.late)
                         .key(&key)
-                        .payload(&encode(&tick)?)
+                        .payload(&encode_framed(&tick, f.late)?)
                         .headers(letter.headers()),
                 )?;
             }
             Output::Strike(strike) => {
                 let key = chain_key(&strike.underlying, strike.expiry);
-                outbox.send(&routes.strikes, &key, &encode(&strike)?)?;
+                outbox.send(&routes.strikes, &key, &encode_framed(&strike, f.strike)?)?;
             }
             Output::Chain(chain) => {
                 let key = chain_key(&chain.underlying, chain.expiry);
@@ -137,19 +172,23 @@ pub(super) fn publish(
                 outbox.send_record(
                     FutureRecord::to(&routes.chains)
                         .key(&key)
-                        .payload(&encode(&chain)?)
+                        .payload(&encode_framed(&chain, f.chain)?)
                         .headers(strike_rows_headers(rows)),
                 )?;
             }
             Output::Moneyness(point) => {
                 let key = chain_key(&point.underlying, point.expiry);
-                outbox.send(&routes.moneyness, &key, &encode(&point)?)?;
+                outbox.send(
+                    &routes.moneyness,
+                    &key,
+                    &encode_framed(&point, f.moneyness)?,
+                )?;
             }
             Output::Indicator(point) => {
                 outbox.send(
                     &routes.indicators,
                     &point.instrument_token.to_string(),
-                    &encode(&point)?,
+                    &encode_framed(&point, f.indicator)?,
                 )?;
             }
         }

@@ -13,8 +13,8 @@ use strikeflow_kafka::rdkafka::consumer::{
 };
 use strikeflow_kafka::rdkafka::message::Message;
 use strikeflow_kafka::rdkafka::{ClientContext, TopicPartitionList};
-use strikeflow_kafka::TicksRecord;
-use strikeflow_schemas::{decode, CodecError, Instrument, Tick, Watermark};
+use strikeflow_kafka::{Registry, TicksRecord};
+use strikeflow_schemas::{decode_any, CodecError, Instrument, SchemaIds, Tick, Watermark};
 use tracing::{info, warn};
 
 use super::checkpoint::SnapshotLocation;
@@ -66,6 +66,8 @@ pub(super) struct CoreFactory {
     /// What shaped the state; a snapshot taken under other settings is refused.
     pub(super) fingerprint: String,
     pub(super) master: Vec<Instrument>,
+    /// Schema ids of Confluent-framed ticks, for live records and replays alike.
+    pub(super) registry: Registry,
 }
 
 impl CoreFactory {
@@ -131,17 +133,23 @@ pub(super) struct Batch {
 }
 
 /// Feeds one ticks record to a core: the one code path for live records and for replay,
-/// so an event-time marker is applied on restore exactly as it was the first time.
+/// so an event-time marker is applied on restore exactly as it was the first time. Either
+/// framing; a Confluent record's schema id must be resolved in `ids` first.
 pub(super) fn apply_record(
     core: &mut TickProcessor,
     payload: &[u8],
     kind: TicksRecord,
+    ids: &SchemaIds,
     out: &mut Vec<Output>,
 ) -> Result<(), CodecError> {
     match kind {
-        TicksRecord::Tick => core.on_tick(decode::<Tick>(payload)?, out),
-        TicksRecord::ReferenceCopy => core.on_reference_tick(&decode::<Tick>(payload)?, out),
-        TicksRecord::Watermark => core.on_watermark(decode::<Watermark>(payload)?.event_ts, out),
+        TicksRecord::Tick => core.on_tick(decode_any::<Tick>(payload, ids)?, out),
+        TicksRecord::ReferenceCopy => {
+            core.on_reference_tick(&decode_any::<Tick>(payload, ids)?, out)
+        }
+        TicksRecord::Watermark => {
+            core.on_watermark(decode_any::<Watermark>(payload, ids)?.event_ts, out)
+        }
     }
     Ok(())
 }
@@ -188,10 +196,13 @@ impl Stage<'_> {
         batch.touched.insert(msg.partition());
         batch.ticks += 1;
         let payload = msg.payload().unwrap_or_default();
+        // A new schema id is fetched once; a known one costs a table lookup.
+        factory.registry.resolve(payload).await;
         if let Err(e) = apply_record(
             &mut partition.core,
             payload,
             strikeflow_kafka::ticks_record(msg),
+            factory.registry.ids(),
             &mut batch.outputs,
         ) {
             batch.rejected.push(Rejected {

@@ -298,3 +298,40 @@ fn garbage_is_skipped_without_panicking() {
     state.on_instrument(None);
     assert_eq!(hub.channel_count(), 0);
 }
+
+/// A bars topic whose producers switched from single-object to Confluent framing: both
+/// halves are pushed, in order; a Confluent record whose schema id the registry could not
+/// resolve is counted and skipped, the bars after it still pushed.
+#[test]
+fn bars_of_both_framings_are_pushed_and_an_unresolved_id_is_skipped() {
+    use strikeflow_schemas::{encode_framed, Framing};
+    let (mut state, hub) = setup();
+    let registry = Registry::none();
+    // What `resolve` leaves behind for a Bar id the registry knew and one it could not reach.
+    registry.ids().insert_record::<Bar>(7).expect("schema");
+    registry
+        .ids()
+        .insert_failure(8, "schema registry at http://r unreachable".into());
+    state.set_registry(registry);
+    state.on_instrument(Some(
+        &encode_framed(&instrument(1, "FUT"), Framing::SingleObject).expect("encode"),
+    ));
+    let q = subscribe(&hub, ChannelKind::Bars, "bars.FUT");
+    let framings = [
+        Framing::SingleObject,
+        Framing::SingleObject,
+        Framing::Confluent { id: 7 },
+        Framing::Confluent { id: 8 },
+        Framing::Confluent { id: 7 },
+    ];
+    for (minute, framing) in framings.into_iter().enumerate() {
+        let bytes =
+            encode_framed(&bar(1, minute as i64, 100.0 + minute as f64), framing).expect("encode");
+        state.on_bar(at(Source::Bars, 0, minute as i64), Some(&bytes));
+    }
+    let closes: Vec<f64> = drain(&q)
+        .iter()
+        .map(|m| m["data"]["close"].as_f64().expect("close"))
+        .collect();
+    assert_eq!(closes, [100.0, 101.0, 102.0, 104.0]);
+}

@@ -38,8 +38,10 @@ pub(crate) const STARTUP: Duration = Duration::from_secs(120);
 /// A WebSocket client connection.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub(crate) fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+pub(crate) fn brokers() -> strikeflow_kafka::Brokers {
+    strikeflow_kafka::Brokers::plaintext(
+        std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned()),
+    )
 }
 
 pub(crate) fn database_url() -> String {
@@ -152,6 +154,7 @@ pub(crate) fn config(topics: &Topics) -> PushConfig {
             brokers: brokers(),
             topics: topics.clone(),
         },
+        registry: None,
         redis_url: redis_url(),
         database_url: database_url(),
         auth: AuthSettings {

@@ -10,7 +10,7 @@ use strikeflow_kafka::rdkafka::admin::AdminClient;
 use strikeflow_kafka::rdkafka::client::DefaultClientContext;
 use strikeflow_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use strikeflow_kafka::rdkafka::message::{Headers, Message};
-use strikeflow_kafka::{client_config, ensure_topics, reader_config, KafkaConnection};
+use strikeflow_kafka::{client_config, ensure_topics, reader_config, Brokers, KafkaConnection};
 use strikeflow_schemas::{Tick, Topics};
 use strikeflow_sink::{SinkConfig, SinkSettings};
 use tokio_postgres::{Client, NoTls};
@@ -38,7 +38,7 @@ pub(crate) async fn sandbox(label: &str) -> SinkConfig {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let name = format!("sf_{label}_{}_{nanos:08x}", std::process::id());
-    let brokers = var("KAFKA_BROKERS", "127.0.0.1:19092");
+    let brokers = Brokers::plaintext(var("KAFKA_BROKERS", "127.0.0.1:19092"));
     let server = var(
         "DATABASE_URL",
         "postgres://strikeflow@127.0.0.1:15432/strikeflow",
@@ -67,6 +67,7 @@ pub(crate) async fn sandbox(label: &str) -> SinkConfig {
         .expect("creating test topics (is Kafka up? ./dev up)");
     SinkConfig {
         kafka: KafkaConnection { brokers, topics },
+        registry: None,
         database_url,
         settings: SinkSettings {
             consumer_name: "sink".into(),
@@ -77,7 +78,7 @@ pub(crate) async fn sandbox(label: &str) -> SinkConfig {
     }
 }
 
-pub(crate) fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
+pub(crate) fn admin(brokers: &Brokers) -> AdminClient<DefaultClientContext> {
     client_config(brokers).create().expect("an admin client")
 }
 
@@ -135,7 +136,7 @@ impl Read {
 }
 
 /// Reads `n` records from the start of `topic`, within 20 s.
-pub(crate) async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Read> {
+pub(crate) async fn read_topic(brokers: &Brokers, topic: &str, n: usize) -> Vec<Read> {
     let consumer: StreamConsumer = reader_config(brokers, "sink-test").create().unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let mut read = Vec::new();

@@ -1,5 +1,6 @@
 //! The push bench's crowd: N WebSocket clients in this process, each timing every data
-//! message it reads against the moment its record was published.
+//! message it reads against the moment its record was published. `bench e2e` uses the same
+//! crowd with its own [`Timing`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use strikeflow_push::protocol::bars_channel;
 
 use super::wire::{Event, WireClient};
-use super::SendTimes;
 
 /// Handshakes in flight at once: enough to connect 10,000 clients in seconds without
 /// overrunning the listener's accept backlog.
@@ -28,15 +28,26 @@ const HEAD_BYTES: usize = 512;
 /// The kinds a latency is reported for, by channel prefix.
 const KINDS: [(&str, &str); 3] = [("ticks.", "ticks"), ("bars.", "bars"), ("chain.", "chain")];
 
+/// How a client learns when the record behind a delivered message entered the pipeline:
+/// the push bench from its log of publish times, `bench e2e` from the tick itself.
+pub(crate) trait Timing: Send + Sync {
+    /// Nanoseconds since the bench's origin, now.
+    fn now(&self) -> u64;
+    /// When the message's record was sent, in nanoseconds since the origin; `None` for a
+    /// message the bench cannot place. `head` is the start of the message's text (its head
+    /// and the first fields of its data).
+    fn sent(&self, channel: &str, epoch: &str, seq: u64, head: &str) -> Option<u64>;
+}
+
 /// Which channels each client subscribes to.
-pub(super) struct Plan {
+pub(crate) struct Plan {
     subscriptions: Vec<Vec<String>>,
 }
 
 impl Plan {
     /// Client i: chain i mod chains, the one-minute bars of one symbol and the ticks of two,
     /// spreading the clients evenly over the channels.
-    pub(super) fn new(clients: usize, chains: &[String], symbols: &[String]) -> Self {
+    pub(crate) fn new(clients: usize, chains: &[String], symbols: &[String]) -> Self {
         let subscriptions = (0..clients)
             .map(|i| {
                 let mut channels = Vec::with_capacity(4);
@@ -76,26 +87,27 @@ struct ClientReport {
 }
 
 /// Latency percentiles of one kind.
-pub(super) struct Latency {
-    pub(super) count: usize,
-    pub(super) p50_ms: f64,
-    pub(super) p99_ms: f64,
-    pub(super) max_ms: f64,
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Latency {
+    pub(crate) count: usize,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
 }
 
 /// The crowd's figures once stopped.
-pub(super) struct Report {
-    pub(super) connected: usize,
-    pub(super) refused: usize,
-    pub(super) deliveries: u64,
-    pub(super) closes: BTreeMap<u16, usize>,
-    pub(super) latency: Vec<(String, Latency)>,
+pub(crate) struct Report {
+    pub(crate) connected: usize,
+    pub(crate) refused: usize,
+    pub(crate) deliveries: u64,
+    pub(crate) closes: BTreeMap<u16, usize>,
+    pub(crate) latency: Vec<(String, Latency)>,
 }
 
 /// The running clients.
-pub(super) struct Crowd {
+pub(crate) struct Crowd {
     shared: Arc<Shared>,
-    times: Arc<SendTimes>,
+    times: Arc<dyn Timing>,
     tasks: JoinSet<ClientReport>,
     refused: usize,
 }
@@ -103,11 +115,11 @@ pub(super) struct Crowd {
 impl Crowd {
     /// Connects and subscribes every client of `plan`; returns once each has either
     /// subscribed or failed.
-    pub(super) async fn connect(
+    pub(crate) async fn connect(
         addr: String,
         token: &str,
         plan: &Plan,
-        times: Arc<SendTimes>,
+        times: Arc<dyn Timing>,
         stop: CancellationToken,
     ) -> Result<Self> {
         let shared = Arc::new(Shared::default());
@@ -144,12 +156,12 @@ impl Crowd {
     }
 
     /// From now on, data messages count and are timed.
-    pub(super) fn start_counting(&self) {
+    pub(crate) fn start_counting(&self) {
         self.shared.counting.store(true, Ordering::Release);
     }
 
     /// Waits until no message has arrived for `quiet`, at most `limit`.
-    pub(super) async fn wait_quiet(&self, quiet: Duration, limit: Duration) {
+    pub(crate) async fn wait_quiet(&self, quiet: Duration, limit: Duration) {
         let quiet = u64::try_from(quiet.as_nanos()).unwrap_or(u64::MAX);
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
@@ -162,7 +174,7 @@ impl Crowd {
     }
 
     /// Collects every client's figures (the stop token must be cancelled first).
-    pub(super) async fn finish(mut self) -> Report {
+    pub(crate) async fn finish(mut self) -> Report {
         let mut closes = BTreeMap::new();
         let mut by_kind: Vec<Vec<u32>> = vec![Vec::new(); KINDS.len()];
         while let Some(joined) = self.tasks.join_next().await {
@@ -192,7 +204,7 @@ impl Crowd {
 }
 
 /// p50, p99 and max of microsecond values, in milliseconds.
-pub(super) fn percentiles(values: &mut [u32]) -> Latency {
+pub(crate) fn percentiles(values: &mut [u32]) -> Latency {
     values.sort_unstable();
     let at = |q: usize| -> f64 {
         if values.is_empty() {
@@ -215,7 +227,7 @@ struct Client {
     token: Arc<str>,
     channels: Vec<String>,
     shared: Arc<Shared>,
-    times: Arc<SendTimes>,
+    times: Arc<dyn Timing>,
     stop: CancellationToken,
 }
 
@@ -286,7 +298,7 @@ impl Client {
         let now = self.times.now();
         self.shared.deliveries.fetch_add(1, Ordering::Relaxed);
         self.shared.last_delivery.fetch_max(now, Ordering::Relaxed);
-        let Some(sent) = self.times.sent(head.channel, head.epoch, head.seq) else {
+        let Some(sent) = self.times.sent(head.channel, head.epoch, head.seq, prefix) else {
             return;
         };
         let kind = KINDS
