@@ -9,6 +9,8 @@
 mod error;
 mod registry;
 mod security;
+
+pub use security::redact_url;
 mod validate;
 
 #[cfg(test)]

@@ -24,15 +24,29 @@ use tracing_subscriber::EnvFilter;
 
 use crate::supervisor::StageBoard;
 
+/// The target of rdkafka's default "Global error" callback. It repeats, at ERROR, what
+/// librdkafka's own log (target `librdkafka`) already says about a broker or a login, and
+/// it also reports every end of partition of the readers that ask for them
+/// (`enable.partition.eof`) — several a second on push — so it is off unless a filter names
+/// it.
+const RDKAFKA_GLOBAL_ERRORS: &str = "rdkafka::client";
+
 /// How often the exporter's histograms are compacted (the built-in listener's default).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the log subscriber (`RUST_LOG` wins over `[telemetry] log`) and, when an address
 /// is configured, the metrics recorder and the `/metrics`, `/healthz`, `/readyz` listener.
 pub(crate) fn init(telemetry: &TelemetrySection, board: StageBoard) -> Result<()> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&telemetry.log))
-        .context("parsing the log filter")?;
+    let directives =
+        std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| telemetry.log.clone());
+    let mut filter = EnvFilter::try_new(&directives).context("parsing the log filter")?;
+    if !directives.contains(RDKAFKA_GLOBAL_ERRORS) {
+        filter = filter.add_directive(
+            format!("{RDKAFKA_GLOBAL_ERRORS}=off")
+                .parse()
+                .context("parsing the log filter")?,
+        );
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

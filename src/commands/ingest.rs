@@ -4,8 +4,8 @@ use anyhow::{Context, Result};
 use strikeflow::Config;
 use tokio_util::sync::CancellationToken;
 
-use super::redact;
 use crate::cli::{IngestSource, InstrumentsArgs, KiteArgs, ReplayArgs, SimulateArgs};
+use strikeflow::config::redact_url;
 
 /// Runs one feed until it ends or `shutdown` is cancelled, then prints what it published.
 pub(super) async fn execute(
@@ -69,7 +69,7 @@ async fn instruments(args: &InstrumentsArgs, config: &Config) -> Result<()> {
     let (client, connection) = strikeflow_tls::postgres(&config.database.url)?
         .connect()
         .await
-        .with_context(|| format!("connecting to {}", redact(&config.database.url)))?;
+        .with_context(|| format!("connecting to {}", redact_url(&config.database.url)))?;
     let connection = tokio::spawn(connection);
     strikeflow_sink::upsert_instruments(&client, &master.instruments).await?;
     drop(client);

@@ -8,6 +8,7 @@ mod token;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use strikeflow::config::redact_url;
 use strikeflow::migrate::{migrate_database_with, MigrateOptions, TimescaleMode};
 use strikeflow::Config;
 use strikeflow_kafka::ensure_topics;
@@ -93,7 +94,12 @@ async fn migrate(config: &Config, args: MigrateArgs) -> Result<()> {
     };
     let report = migrate_database_with(&config.database.url, &options)
         .await
-        .with_context(|| format!("migrating the database at {}", redact(&config.database.url)))?;
+        .with_context(|| {
+            format!(
+                "migrating the database at {}",
+                redact_url(&config.database.url)
+            )
+        })?;
     let layer = if report.hypertables {
         "ticks, bars_1m and the analytics tables are hypertables"
     } else {
@@ -218,32 +224,5 @@ async fn bench(config: &Config, what: BenchTarget) -> Result<()> {
             )
             .await
         }
-    }
-}
-
-/// A connection string without its password, for error messages that end up in logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redact_hides_the_password_only() {
-        assert_eq!(
-            redact("postgres://user:secret@host:5432/db"),
-            "postgres://user@host:5432/db"
-        );
-        assert_eq!(redact("postgres://user@host/db"), "postgres://user@host/db");
-        assert_eq!(redact("host=x user=y"), "host=x user=y");
     }
 }

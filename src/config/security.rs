@@ -129,7 +129,7 @@ pub(super) fn check_redis_tls(url: &str) -> Result<(), ConfigError> {
 
 /// A connection string without its password: `scheme://user:secret@host` keeps the user,
 /// libpq's `password=secret` becomes `password=***`.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
         if at > scheme {
             let userinfo = &url[scheme + 3..at];
