@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod chain;
+pub(crate) mod proxy;
 pub(crate) mod tokens;
 
 use std::net::SocketAddr;
