@@ -80,28 +80,26 @@ async fn with_redis_gone_push_keeps_serving_and_snapshots_come_from_memory() {
     assert_eq!(status, 200);
 
     // Live data keeps flowing to the connected client, in order.
-    let mut latest = None;
     for _ in 0..5 {
         last += 1;
         let bytes = strikeflow_schemas::encode(&bar(token_id, last)).expect("encode bar");
         produce(&producer, &topics.bars(), &token_id.to_string(), &bytes).await;
     }
-    loop {
+    let latest = loop {
         let msg = next_json(&mut watching).await;
         assert_eq!(msg["type"], "bar", "{msg}");
         let index = (msg["data"]["close"].as_f64().expect("close") - 26_000.0) as i64;
-        latest = Some(msg);
         if index == last {
-            break;
+            break msg;
         }
-    }
+    };
 
     // A client joining now (its token's revocation check cannot reach Redis) gets the
     // latest bar from push's memory at once.
     let mut joining = connect(&server, &token()).await;
     send_json(&mut joining, json!({"op":"subscribe","channel":channel})).await;
     expect_subscribed(&mut joining, &channel).await;
-    assert_eq!(Some(next_json(&mut joining).await), latest);
+    assert_eq!(next_json(&mut joining).await, latest);
 
     // Redis comes back: push is `ok` again.
     proxy.restore();
