@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::scratch::{connect, drop_database, with_database};
+use super::scratch::{connect, create_database, drop_database};
 use crate::migrate::migrate_database;
 use crate::Config;
 
@@ -57,14 +57,7 @@ pub async fn api(config: &Config, bench: ApiBench) -> Result<()> {
         bail!("--connections and --secs must be at least 1");
     }
     let name = format!("sf_bench_api_{}", std::process::id());
-    let url = with_database(&config.database.url, &name)?;
-    let admin = connect(&config.database.url)
-        .await
-        .context("connecting to PostgreSQL (is it up? ./dev up)")?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .with_context(|| format!("creating database {name}"))?;
+    let (admin, url) = create_database(&config.database.url, &name).await?;
     let result = run(config, &bench, &url).await;
     let dropped = drop_database(&admin, &name).await;
     result?;

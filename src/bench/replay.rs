@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::scratch::{connect, drop_database, with_database};
+use super::scratch::{connect, create_database, drop_database};
 use super::{bench_topics, drop_topics};
 use crate::migrate::migrate_database;
 use crate::Config;
@@ -50,14 +50,7 @@ pub async fn replay(config: &Config, bench: ReplayBench) -> Result<()> {
         std::fs::metadata(&recording).map_or(0.0, |m| m.len() as f64 / 1e6)
     );
 
-    let admin = connect(&config.database.url)
-        .await
-        .context("connecting to PostgreSQL (is it up? ./dev up)")?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .with_context(|| format!("creating database {name}"))?;
-    let url = with_database(&config.database.url, &name)?;
+    let (admin, url) = create_database(&config.database.url, &name).await?;
     let reference = bench_topics(config).await?;
     let topics = bench_topics(config).await?;
     let result = async {

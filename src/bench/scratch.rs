@@ -11,6 +11,19 @@ pub(super) async fn connect(url: &str) -> Result<Client> {
     Ok(client)
 }
 
+/// Creates the scratch database `name` on the server of `server_url`; returns a session on
+/// that server (to drop it with afterwards) and the scratch database's URL.
+pub(super) async fn create_database(server_url: &str, name: &str) -> Result<(Client, String)> {
+    let admin = connect(server_url)
+        .await
+        .context("connecting to PostgreSQL (is it up? ./dev up)")?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    Ok((admin, with_database(server_url, name)?))
+}
+
 /// Drops the scratch database `name` even while sessions hold it.
 pub(super) async fn drop_database(admin: &Client, name: &str) -> Result<()> {
     admin

@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::psql::{self, TickCsv, TICK_COLUMNS};
-use super::scratch::{connect, drop_database, with_database};
+use super::scratch::{connect, create_database, drop_database};
 use super::{bench_topics, drop_topics};
 use crate::Config;
 
@@ -34,14 +34,7 @@ const WRITER: &str = "bench-writer";
 pub async fn sink(config: &Config, ticks: u64, strike_rows: u64) -> Result<()> {
     psql::require_psql()?;
     let name = format!("sf_bench_{}", std::process::id());
-    let url = with_database(&config.database.url, &name)?;
-    let admin = connect(&config.database.url)
-        .await
-        .context("connecting to PostgreSQL (is it up? ./dev up)")?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .with_context(|| format!("creating database {name}"))?;
+    let (admin, url) = create_database(&config.database.url, &name).await?;
     let dir = std::env::temp_dir().join(&name);
     let topics = match bench_topics(config).await {
         Ok(topics) => topics,

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::child::{free_port, stage_command, PushChild, StageChild};
 use super::push::clients::{percentiles, Crowd, Plan, Timing};
-use super::scratch::{connect, drop_database, with_database};
+use super::scratch::{connect, create_database, drop_database};
 use super::{bench_topics, drop_topics, procfs};
 use crate::migrate::migrate_database;
 use crate::Config;
@@ -73,14 +73,7 @@ pub async fn e2e(config: &Config, bench: E2eBench) -> Result<()> {
     rates.dedup();
 
     let name = format!("sf_bench_e2e_{}", std::process::id());
-    let admin = connect(&config.database.url)
-        .await
-        .context("connecting to PostgreSQL (is it up? ./dev up)")?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .with_context(|| format!("creating database {name}"))?;
-    let url = with_database(&config.database.url, &name)?;
+    let (admin, url) = create_database(&config.database.url, &name).await?;
     let topics = match bench_topics(config).await {
         Ok(topics) => topics,
         Err(e) => {
