@@ -12,6 +12,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -100,6 +101,7 @@ impl PgTarget {
 pub fn postgres(url: &str) -> Result<PgTarget, TlsError> {
     let (rest, ssl_mode, root_cert) = take_tls_params(url)?;
     let mut config: tokio_postgres::Config = rest.parse().map_err(TlsError::Postgres)?;
+    detect_dead_peers(&mut config, &rest);
     let ssl_mode = ssl_mode.unwrap_or(PgSslMode::Disable);
     config.ssl_mode(match ssl_mode {
         PgSslMode::Disable => SslMode::Disable,
@@ -123,6 +125,36 @@ pub fn postgres(url: &str) -> Result<PgTarget, TlsError> {
         tls,
         ssl_mode,
     })
+}
+
+/// TCP keepalive idle time, probe interval and probes, and the TCP user timeout, for
+/// connection strings that do not set their own. The defaults (2 hours of idle, the
+/// kernel's ~15 minutes of retransmissions) let a connection whose server vanished without
+/// a reset — a network partition, a black-holed route, a VM that froze — hang a stage that
+/// long; with these a dead peer is noticed within about a minute whether the stage was
+/// waiting for an answer (keepalives) or sending (user timeout), and the stage reconnects.
+/// A server that is merely slow is not affected: its kernel still acknowledges. (In the
+/// connection string, tokio-postgres reads `tcp_user_timeout` in seconds; libpq in
+/// milliseconds.)
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVES_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Applies the dead-peer defaults above to what `url` leaves unset.
+fn detect_dead_peers(config: &mut tokio_postgres::Config, url: &str) {
+    if !url.contains("keepalives_idle") {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if !url.contains("keepalives_interval") {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+    if !url.contains("keepalives_retries") {
+        config.keepalives_retries(KEEPALIVES_RETRIES);
+    }
+    if !url.contains("tcp_user_timeout") {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
 }
 
 /// The string without `sslmode` and `sslrootcert`, and their values.
@@ -366,6 +398,34 @@ mod tests {
         assert_eq!(rest, "host=h user=u");
         assert_eq!(mode, Some(PgSslMode::VerifyCa));
         assert_eq!(root, None);
+    }
+
+    #[test]
+    fn dead_peers_are_noticed_within_a_minute_unless_the_string_says_otherwise() {
+        let target = postgres("postgres://u@h/db").unwrap();
+        assert_eq!(target.config.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(
+            target.config.get_keepalives_interval(),
+            Some(KEEPALIVES_INTERVAL)
+        );
+        assert_eq!(
+            target.config.get_keepalives_retries(),
+            Some(KEEPALIVES_RETRIES)
+        );
+        assert_eq!(
+            target.config.get_tcp_user_timeout(),
+            Some(&TCP_USER_TIMEOUT)
+        );
+        let own = postgres("postgres://u@h/db?keepalives_idle=600&tcp_user_timeout=5").unwrap();
+        assert_eq!(own.config.get_keepalives_idle(), Duration::from_secs(600));
+        assert_eq!(
+            own.config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(5))
+        );
+        assert_eq!(
+            own.config.get_keepalives_retries(),
+            Some(KEEPALIVES_RETRIES)
+        );
     }
 
     #[test]
