@@ -13,36 +13,71 @@ use std::time::{Duration, Instant};
 use common::children::StageChild;
 use common::private_kafka::PrivateKafka;
 use common::stored::{self, Published};
-use common::{try_group_progress, wait_until_stored, wait_until_stored_within, Sandbox};
+use common::{try_group_progress, wait_until_stored_within, Sandbox};
 use serde_json::json;
 use strikeflow_kafka::ensure_topics;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-/// The reference: the same session, stored by an in-process processor and sink on the
-/// shared services with nothing going wrong.
+/// The reference: the same session, stored by a processor and a sink (children, as in the
+/// faulted run) on the shared services with nothing going wrong.
 async fn uninterrupted() -> Client {
     let mut sandbox = Sandbox::new("faults_ref").await;
     stored::configure(&mut sandbox);
     let config = sandbox.config.clone();
-    let shutdown = CancellationToken::new();
-    let processor = tokio::spawn(strikeflow_processors::run(
-        config.processor(),
-        shutdown.clone(),
-    ));
-    let sink = tokio::spawn(strikeflow_sink::run(config.sink(), shutdown.clone()));
+    let mut sink = StageChild::spawn(&sandbox, "sink", "reference sink", &[]);
+    let mut processor = processor(&sandbox, "reference");
     let report = strikeflow_ingest::run_simulation(config.simulate(), CancellationToken::new())
         .await
         .expect("the reference simulation");
     assert_eq!(report.ticks, stored::TICKS);
-    common::wait_processed(&config, &processor).await;
-    let published = Published::read_with_late(&config.kafka.brokers, &config.topics(), 0);
+    wait_processed_by(&config, &mut processor, Duration::from_secs(180)).await;
+    let published = tokio::task::spawn_blocking({
+        let (brokers, topics) = (config.kafka.brokers.clone(), config.topics());
+        move || Published::read_with_late(&brokers, &topics, 0)
+    })
+    .await
+    .unwrap();
     let db = sandbox.db().await;
-    wait_until_stored(&db, &published.expected(), &sink).await;
-    shutdown.cancel();
-    processor.await.unwrap().expect("processor stops cleanly");
-    sink.await.unwrap().expect("sink stops cleanly");
+    wait_until_stored_within(&db, &published.expected(), Duration::from_secs(180), || {
+        true
+    })
+    .await;
+    sink.assert_running();
+    processor.stop();
+    sink.stop();
     db
+}
+
+/// Waits until the processor group of `config` has committed every tick, while `processor`
+/// runs (a broker answering "not leader" meanwhile is no news).
+async fn wait_processed_by(
+    config: &strikeflow::Config,
+    processor: &mut StageChild,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (brokers, group, topic) = (
+            config.kafka.brokers.clone(),
+            config.processor.group_id.clone(),
+            config.topics().ticks(),
+        );
+        let (done, end) =
+            tokio::task::spawn_blocking(move || try_group_progress(&brokers, &group, &topic))
+                .await
+                .unwrap()
+                .unwrap_or((0, -1));
+        if done == end && end > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the processor committed {done} of {end} ticks in {within:?}"
+        );
+        processor.assert_running();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A processor child of the faulted run.
@@ -181,20 +216,8 @@ async fn broker_killed_then_black_holed_with_the_processor_killed_loses_and_dupl
         .unwrap()
         .expect("the simulation rides out the faults");
     assert_eq!(report.ticks, stored::TICKS);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (done, end) = progress().await;
-        if done == end && end > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the processor committed {done} of {end} ticks"
-        );
-        second.assert_running();
-        sink.assert_running();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_processed_by(&config, &mut second, Duration::from_secs(180)).await;
+    sink.assert_running();
     let published = tokio::task::spawn_blocking({
         let (brokers, topics) = (config.kafka.brokers.clone(), config.topics());
         move || Published::read_with_late(&brokers, &topics, 0)
